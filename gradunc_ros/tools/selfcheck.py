@@ -1,0 +1,108 @@
+"""gradunc-selfcheck: prove on this machine that the closed forms are the gradients they claim to be.
+
+Builds small random layers of every supported kind, computes the per-pixel
+gradient norm by autograd and by the closed form, and prints the largest
+difference of their logs (= relative error of the norm).  Run it on a
+vehicle's computer after installing, with --device cuda for its GPU.
+Exit code 0 only when every case is within the tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from gradunc_ros.uncertainty.autograd_reference import autograd_log_pgn, largest_log_difference
+from gradunc_ros.uncertainty.pgn import LABELS, pgn_for_layer, pgn_penultimate
+
+DEFAULT_P = (0.1, 0.3, 0.5, 1.0, 2.0)
+
+Case = tuple[str, Callable[[float, str], tuple[Tensor, Tensor]]]
+
+
+def _layer_case(layer: nn.Module, x: Tensor) -> Callable[[float, str], tuple[Tensor, Tensor]]:
+    def run(p: float, label: str) -> tuple[Tensor, Tensor]:
+        with torch.no_grad():
+            out = layer(x)
+        dim = -1 if isinstance(layer, nn.Linear) else 1
+        closed = pgn_for_layer(layer, torch.softmax(out, dim=dim), x, p, label)  # type: ignore[arg-type]
+        truth = autograd_log_pgn(lambda w: functional_call(layer, {"weight": w}, (x,)), layer.weight, p, label, dim)
+        return closed, truth
+
+    return run
+
+
+def _penultimate_case(
+    device: torch.device, generator: torch.Generator
+) -> Callable[[float, str], tuple[Tensor, Tensor]]:
+    tail = nn.Sequential(nn.Conv2d(6, 7, 3, padding=1, bias=False), nn.BatchNorm2d(7), nn.ReLU(), nn.Conv2d(7, 5, 1))
+    tail = tail.to(device=device, dtype=torch.float64).eval()
+    with torch.no_grad():
+        tail[1].running_mean.normal_(generator=generator)
+        tail[1].running_var.uniform_(0.5, 2.0, generator=generator)
+        tail[1].weight.normal_(generator=generator)
+    x = torch.randn(2, 6, 5, 4, dtype=torch.float64, device=device, generator=generator)
+
+    def run(p: float, label: str) -> tuple[Tensor, Tensor]:
+        with torch.no_grad():
+            features = tail[:3](x)
+            probs = torch.softmax(tail[3](features), dim=1)
+        closed = pgn_penultimate(probs, features, x, p, conv=tail[0], bn=tail[1], last=tail[3], label=label)  # type: ignore[arg-type]
+        truth = autograd_log_pgn(lambda w: functional_call(tail, {"0.weight": w}, (x,)), tail[0].weight, p, label)
+        return closed, truth
+
+    return run
+
+
+def cases(device: torch.device, seed: int) -> Iterator[Case]:
+    """Every layer kind the head supports, with random weights and inputs."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    torch.manual_seed(seed)
+
+    def features(*shape: int) -> Tensor:
+        return torch.randn(*shape, dtype=torch.float64, device=device, generator=generator)
+
+    layers = {
+        "conv 1x1": (nn.Conv2d(8, 5, 1), features(2, 8, 4, 5)),
+        "conv 3x3 dilated": (nn.Conv2d(6, 5, 3, padding=2, dilation=2), features(2, 6, 5, 4)),
+        "conv 3x3 reflect": (nn.Conv2d(6, 5, 3, padding=1, padding_mode="reflect"), features(1, 6, 4, 4)),
+        "transposed conv 2x2/2": (nn.ConvTranspose2d(6, 5, 2, stride=2), features(2, 6, 3, 4)),
+        "linear on tokens": (nn.Linear(8, 5), features(2, 7, 8)),
+    }
+    for name, (layer, x) in layers.items():
+        yield name, _layer_case(layer.to(device=device, dtype=torch.float64), x)
+    yield "penultimate conv", _penultimate_case(device, generator)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gradunc-selfcheck", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu", help="torch device to check on, e.g. cpu or cuda (default: cpu)")
+    parser.add_argument("--p", type=float, nargs="+", default=list(DEFAULT_P), help="exponents to check")
+    parser.add_argument("--tolerance", type=float, default=1e-5, help="largest allowed relative error of the norm")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random layers and inputs")
+    args = parser.parse_args(argv)
+    try:
+        device = torch.device(args.device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as error:
+        print(f"gradunc-selfcheck: device {args.device!r} is not usable here: {error}", file=sys.stderr)
+        return 2
+    worst = 0.0
+    print(f"{'layer':24} {'label':8} " + " ".join(f"p={p:<8g}" for p in args.p))
+    for name, run in cases(device, args.seed):
+        for label in LABELS:
+            errors = [largest_log_difference(*run(p, label)) for p in args.p]
+            worst = max(worst, *errors)
+            print(f"{name:24} {label:8} " + " ".join(f"{e:<10.2e}" for e in errors))
+    verdict = "OK" if worst <= args.tolerance else "FAIL"
+    print(f"{verdict}: largest relative error {worst:.2e} (tolerance {args.tolerance:.0e}) on {device}")
+    return 0 if verdict == "OK" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

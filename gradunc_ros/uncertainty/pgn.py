@@ -1,0 +1,291 @@
+"""Pixel-wise gradient norms (PGN) in closed form (method.md, sections 1 and 2).
+
+For a last layer whose gradient is ``(s - y) outer input``, the entry-wise
+p-norm factorises: ``PGN = ||s - y||_p * ||input||_p``.  Every function here
+returns float32 of shape N x h x w (or the token shape for linear layers):
+``log PGN`` when ``log=True`` (the default, finite for any p in
+[0.05, 4]) and PGN itself otherwise, which overflows float32 for small p.
+A pixel whose gradient is exactly zero has ``log PGN = -inf``.
+
+Labels: ``"onehot"`` (pseudo label = the predicted class) or ``"uniform"``
+(y = 1/C).  Modes: ``"exact"`` is the true gradient; ``"reference"`` is what
+the paper's code computes (``s * (1 - y)`` and ``(C - 1)/C * s``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from .norms import check_p, log_pnorm, patch_log_pnorm, work_dtype
+
+Label = Literal["onehot", "uniform"]
+Mode = Literal["exact", "reference"]
+LABELS: tuple[str, ...] = ("onehot", "uniform")
+MODES: tuple[str, ...] = ("exact", "reference")
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def class_gradient_factor(probs: Tensor, label: Label = "onehot", mode: Mode = "exact", dim: int = 1) -> Tensor:
+    """The class-side vector of the gradient: ``s - y`` (exact) or the paper's stand-in.
+
+    Computed in float32 (float64 stays float64).
+    """
+    _check_choice("label", label, LABELS)
+    _check_choice("mode", mode, MODES)
+    probs = probs.to(work_dtype(probs))
+    num_classes = probs.shape[dim]
+    if label == "uniform":
+        if mode == "exact":
+            return probs - 1.0 / num_classes
+        return probs * ((num_classes - 1) / num_classes)
+    predicted = probs.argmax(dim=dim, keepdim=True)
+    others = probs.scatter(dim, predicted, 0.0)  # s * (1 - y): the reference vector
+    if mode == "reference":
+        return others
+    # s_k - 1 = -(sum of the other probabilities): the same number without the
+    # cancellation of 1 - s_k when s_k is close to 1.
+    return others.scatter(dim, predicted, -others.sum(dim=dim, keepdim=True))
+
+
+def class_log_norm(probs: Tensor, p: float, label: Label = "onehot", mode: Mode = "exact", dim: int = 1) -> Tensor:
+    """``log ||s - y||_p`` over the class dimension."""
+    return log_pnorm(class_gradient_factor(probs, label, mode, dim), p, dim=dim)
+
+
+def _finish(log_score: Tensor, log: bool) -> Tensor:
+    return (log_score if log else torch.exp(log_score)).to(torch.float32)
+
+
+def _check_grid(probs: Tensor, features_grid: tuple[int, ...], what: str) -> None:
+    if probs.dim() != 4:
+        raise ValueError(f"probs must be N x C x h x w, got shape {tuple(probs.shape)}")
+    if tuple(features_grid) != (probs.shape[0], *probs.shape[2:]):
+        raise ValueError(
+            f"{what} give a N x h x w grid of {tuple(features_grid)} but probs have "
+            f"{(probs.shape[0], *probs.shape[2:])}"
+        )
+
+
+def pgn(
+    probs: Tensor,
+    features: Tensor,
+    p: float,
+    label: Label = "onehot",
+    mode: Mode = "exact",
+    log: bool = True,
+) -> Tensor:
+    """PGN for a 1x1 conv last layer: ``||s - y||_p * ||features||_p`` per pixel.
+
+    ``probs`` is N x C x h x w (softmax of the layer's output), ``features``
+    N x D x h x w (the layer's input).  Returns N x h x w float32.
+    """
+    p = check_p(p)
+    if features.dim() != 4:
+        raise ValueError(f"features must be N x D x h x w, got shape {tuple(features.shape)}")
+    _check_grid(probs, (features.shape[0], *features.shape[2:]), "features")
+    log_score = class_log_norm(probs, p, label, mode) + log_pnorm(features, p, dim=1).to(work_dtype(probs))
+    return _finish(log_score, log)
+
+
+def pgn_conv(
+    probs: Tensor,
+    features: Tensor,
+    p: float,
+    *,
+    kernel_size: tuple[int, int],
+    padding: tuple[int, int] | str = (0, 0),
+    dilation: tuple[int, int] = (1, 1),
+    stride: tuple[int, int] = (1, 1),
+    padding_mode: str = "zeros",
+    label: Label = "onehot",
+    mode: Mode = "exact",
+    log: bool = True,
+) -> Tensor:
+    """PGN for a k x k conv last layer: ``||s - y||_p * ||input patch||_p``.
+
+    ``features`` is the conv's input (N x D x H x W); ``probs`` is at the
+    conv's output resolution.  Geometry arguments are the layer's own.
+    """
+    p = check_p(p)
+    patch = patch_log_pnorm(
+        features, p, kernel_size, padding=padding, dilation=dilation, stride=stride, padding_mode=padding_mode
+    )
+    _check_grid(probs, tuple(patch.shape), "the conv's output")
+    log_score = class_log_norm(probs, p, label, mode) + patch.to(work_dtype(probs))
+    return _finish(log_score, log)
+
+
+def transposed_input_index(out_size: int, in_size: int, stride: int, padding: int) -> tuple[Tensor, Tensor]:
+    """For a transposed conv with kernel == stride: the one input index behind each output index.
+
+    Returns (index clamped into range, mask of outputs that have an input).
+    Outputs added by ``output_padding`` see no input (only the bias).
+    """
+    full = torch.arange(out_size) + padding
+    source = torch.div(full, stride, rounding_mode="floor")
+    valid = source < in_size
+    return source.clamp(max=in_size - 1), valid
+
+
+def pgn_transposed(
+    probs: Tensor,
+    features: Tensor,
+    p: float,
+    *,
+    stride: tuple[int, int],
+    padding: tuple[int, int] = (0, 0),
+    label: Label = "onehot",
+    mode: Mode = "exact",
+    log: bool = True,
+) -> Tensor:
+    """PGN for a transposed conv whose kernel equals its stride (ERFNet's output layer).
+
+    Each output pixel sees one input pixel through one kernel tap, so
+    ``PGN = ||s - y||_p * ||features(input pixel)||_p``.
+    """
+    p = check_p(p)
+    if features.dim() != 4 or probs.dim() != 4:
+        raise ValueError("probs and features must both be 4-D (N x C x h x w, N x D x H x W)")
+    if probs.shape[0] != features.shape[0]:
+        raise ValueError("probs and features differ in batch size")
+    feature_norm = log_pnorm(features, p, dim=1)  # N x H x W at the input resolution
+    rows, rows_valid = transposed_input_index(probs.shape[2], features.shape[2], stride[0], padding[0])
+    cols, cols_valid = transposed_input_index(probs.shape[3], features.shape[3], stride[1], padding[1])
+    device = feature_norm.device
+    expanded = feature_norm.index_select(1, rows.to(device)).index_select(2, cols.to(device))
+    valid = (rows_valid[:, None] & cols_valid[None, :]).to(device)
+    expanded = expanded.masked_fill(~valid, float("-inf"))
+    log_score = class_log_norm(probs, p, label, mode) + expanded.to(work_dtype(probs))
+    return _finish(log_score, log)
+
+
+def pgn_linear(
+    probs: Tensor,
+    tokens: Tensor,
+    p: float,
+    label: Label = "onehot",
+    mode: Mode = "exact",
+    log: bool = True,
+) -> Tensor:
+    """PGN for a linear layer on tokens: ``probs`` ... x C, ``tokens`` ... x D (channels last)."""
+    p = check_p(p)
+    if probs.shape[:-1] != tokens.shape[:-1]:
+        raise ValueError(f"probs {tuple(probs.shape)} and tokens {tuple(tokens.shape)} differ in leading shape")
+    log_score = class_log_norm(probs, p, label, mode, dim=-1) + log_pnorm(tokens, p, dim=-1).to(work_dtype(probs))
+    return _finish(log_score, log)
+
+
+def pgn_penultimate(
+    probs: Tensor,
+    last_input: Tensor,
+    conv_input: Tensor,
+    p: float,
+    *,
+    conv: nn.Conv2d,
+    bn: nn.BatchNorm2d,
+    last: nn.Conv2d,
+    label: Label = "onehot",
+    mode: Mode = "exact",
+    log: bool = True,
+) -> Tensor:
+    """PGN with respect to the second-to-last conv W of a ``W -> BN -> ReLU -> 1x1 K`` tail.
+
+    Exact (method.md, section 2): ``||g||_p * ||P||_p`` with ``P`` the input
+    patch of W and ``g = (K^T (s - y)) * 1[phi > 0] * gamma / sqrt(var + eps)``,
+    ``phi = last_input`` (the ReLU output).  Reference: what the paper's code
+    does: p = 0.5 for ``g``, gamma without the variance, and the ReLU mask
+    ``BN(conv_input) >= 0`` (BN applied to W's input, which needs as many
+    input as output channels).  BN is taken in inference form (running stats).
+    """
+    p = check_p(p)
+    if last.kernel_size != (1, 1) or last.stride != (1, 1) or last.groups != 1:
+        raise ValueError("the last layer must be a 1x1 conv with stride 1 and one group")
+    if conv.groups != 1:
+        raise ValueError("grouped second-to-last convs are not supported")
+    if bn.running_var is None:
+        raise ValueError("the batch norm has no running statistics")
+    dtype = work_dtype(probs)
+    vector = class_gradient_factor(probs, label, mode)
+    kernel = last.weight.detach()[:, :, 0, 0].to(dtype)  # C x D
+    back = torch.einsum("cd,nchw->ndhw", kernel, vector)  # K^T (s - y)
+    gamma = bn.weight.detach().to(dtype) if bn.weight is not None else torch.ones_like(bn.running_var, dtype=dtype)
+    if mode == "exact":
+        scale = gamma / torch.sqrt(bn.running_var.to(dtype) + bn.eps)
+        mask = last_input > 0
+        first = log_pnorm(back * mask * scale[None, :, None, None], p, dim=1)
+    else:
+        if conv_input.shape[1] != bn.num_features:
+            raise ValueError(
+                "reference mode applies the BN to W's input, which needs "
+                f"{bn.num_features} input channels, got {conv_input.shape[1]}"
+            )
+        mask = _batch_norm_inference(conv_input.to(dtype), bn) >= 0
+        first = log_pnorm(back * mask * gamma[None, :, None, None], 0.5, dim=1)
+    second = patch_log_pnorm(
+        conv_input,
+        p,
+        conv.kernel_size,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        stride=conv.stride,
+        padding_mode=conv.padding_mode,
+    )
+    _check_grid(probs, tuple(second.shape), "W's output")
+    return _finish(first + second.to(dtype), log)
+
+
+def _batch_norm_inference(x: Tensor, bn: nn.BatchNorm2d) -> Tensor:
+    weight = bn.weight.detach().to(x.dtype) if bn.weight is not None else None
+    bias = bn.bias.detach().to(x.dtype) if bn.bias is not None else None
+    return torch.nn.functional.batch_norm(
+        x, bn.running_mean.to(x.dtype), bn.running_var.to(x.dtype), weight, bias, False, 0.0, bn.eps
+    )
+
+
+def pgn_for_layer(
+    layer: nn.Module,
+    probs: Tensor,
+    layer_input: Tensor,
+    p: float,
+    label: Label = "onehot",
+    mode: Mode = "exact",
+    log: bool = True,
+) -> Tensor:
+    """PGN for whatever kind of last layer ``layer`` is (1x1 or k x k conv, transposed conv, linear)."""
+    if isinstance(layer, nn.Linear):
+        return pgn_linear(probs, layer_input, p, label, mode, log)
+    if isinstance(layer, nn.ConvTranspose2d):
+        if layer.kernel_size != layer.stride or layer.dilation != (1, 1) or layer.groups != 1:
+            raise ValueError(
+                "a transposed-conv last layer needs kernel == stride, dilation 1 and one group; "
+                f"got kernel {layer.kernel_size}, stride {layer.stride}, dilation {layer.dilation}"
+            )
+        return pgn_transposed(
+            probs, layer_input, p, stride=layer.stride, padding=layer.padding, label=label, mode=mode, log=log
+        )
+    if isinstance(layer, nn.Conv2d):
+        if layer.groups != 1:
+            raise ValueError("grouped last layers do not factorise; use a conv with groups=1")
+        if layer.kernel_size == (1, 1) and layer.stride == (1, 1) and layer.padding in ((0, 0), "valid", "same"):
+            return pgn(probs, layer_input, p, label, mode, log)
+        return pgn_conv(
+            probs,
+            layer_input,
+            p,
+            kernel_size=layer.kernel_size,
+            padding=layer.padding,
+            dilation=layer.dilation,
+            stride=layer.stride,
+            padding_mode=layer.padding_mode,
+            label=label,
+            mode=mode,
+            log=log,
+        )
+    raise TypeError(f"no closed form for a last layer of type {type(layer).__name__}")

@@ -1,0 +1,32 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "gradunc_ros"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
+        ("share/" + package_name + "/config", glob("config/*.yaml")),
+        ("share/" + package_name + "/weights", glob("weights/*.safetensors") + glob("weights/*.md")),
+    ],
+    # ROS installs resolve dependencies through package.xml (rosdep); pip users get them here.
+    install_requires=["setuptools", "numpy", "torch", "PyYAML"],
+    # setuptools >= 72 ignores tests_require: colcon test finds pytest through this extra.
+    extras_require={"test": ["pytest<9"]},
+    zip_safe=True,
+    maintainer="gradunc_ros maintainers",
+    maintainer_email="gradunc-ros@example.com",
+    description="Pixel-wise gradient uncertainty for out-of-distribution segmentation on ROS 2 cameras",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "gradunc-selfcheck = gradunc_ros.tools.selfcheck:main",
+        ],
+    },
+)

@@ -1,0 +1,100 @@
+"""Known identities (method.md, section 1) and the paper's code transcribed directly (reference mode)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import LOG_TOLERANCE, P_VALUES
+from torch import nn
+
+from gradunc_ros.uncertainty import class_log_norm, pgn, pgn_penultimate
+from gradunc_ros.uncertainty.autograd_reference import largest_log_difference
+
+
+def _probs(generator: torch.Generator, classes: int = 7) -> torch.Tensor:
+    return torch.softmax(3 * torch.randn(2, classes, 5, 4, dtype=torch.float64, generator=generator), dim=1)
+
+
+def test_onehot_p1_is_twice_one_minus_max_softmax(generator: torch.Generator) -> None:
+    probs = _probs(generator)
+    expected = torch.log(2 * (1 - probs.amax(dim=1)))
+    assert torch.allclose(class_log_norm(probs, 1.0), expected, atol=1e-12)
+
+
+def test_reference_onehot_is_half_the_exact_score_at_p1(generator: torch.Generator) -> None:
+    probs, features = _probs(generator), torch.randn(2, 16, 5, 4, dtype=torch.float64, generator=generator)
+    exact, reference = pgn(probs, features, 1.0, mode="exact"), pgn(probs, features, 1.0, mode="reference")
+    assert torch.allclose(reference, exact - math.log(2), atol=LOG_TOLERANCE)
+
+
+def test_reference_uniform_at_p1_is_the_feature_norm_alone(generator: torch.Generator) -> None:
+    probs, features = _probs(generator, classes=9), torch.randn(2, 16, 5, 4, dtype=torch.float64, generator=generator)
+    expected = math.log(8 / 9) + features.abs().sum(dim=1).log()
+    assert torch.allclose(pgn(probs, features, 1.0, label="uniform", mode="reference").double(), expected, atol=1e-6)
+
+
+def _paper_last_layer(probs: torch.Tensor, features: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's grad_heatmap, last layer: torch.norm of its label vectors times the feature norm."""
+    delta = F.one_hot(probs.argmax(dim=1), probs.shape[1]).permute(0, 3, 1, 2)
+    weight_oh = probs * (1 - delta)
+    weight_uni = (probs.shape[1] - 1) / probs.shape[1] * probs
+    feature_norm = torch.norm(features.unsqueeze(2), dim=(1, 2), p=p)
+    return torch.norm(weight_oh, dim=1, p=p) * feature_norm, torch.norm(weight_uni, dim=1, p=p) * feature_norm
+
+
+@pytest.mark.parametrize("p", P_VALUES)
+def test_reference_mode_equals_the_papers_formulas(p: float, generator: torch.Generator) -> None:
+    probs, features = _probs(generator), torch.randn(2, 16, 5, 4, dtype=torch.float64, generator=generator)
+    paper_oh, paper_uni = _paper_last_layer(probs, features, p)
+    assert largest_log_difference(pgn(probs, features, p, "onehot", "reference"), paper_oh.log()) <= LOG_TOLERANCE
+    assert largest_log_difference(pgn(probs, features, p, "uniform", "reference"), paper_uni.log()) <= LOG_TOLERANCE
+
+
+def _paper_penultimate(probs, features_before, tail, p, label):
+    """The paper's second-to-last-layer heat map: p = 0.5 for the first factor, gamma only,
+    ReLU mask from the BN applied to W's input, 3x3 patches with padding 1."""
+    if label == "onehot":
+        delta = F.one_hot(probs.argmax(dim=1), probs.shape[1]).permute(0, 3, 1, 2)
+        weight = probs * (1 - delta)
+    else:
+        weight = (probs.shape[1] - 1) / probs.shape[1] * probs
+    kernel_t = tail[3].weight.squeeze(3).permute(2, 1, 0)  # 1 x D x C
+    back = torch.sum(weight[:, None, None] * kernel_t[:, :, None, :, None, None], dim=3)  # N x D x 1 x h x w
+    relu_deriv = (tail[1](features_before) >= 0).to(probs.dtype)[:, :, None]
+    gamma = tail[1].weight.unsqueeze(0)
+    first = torch.norm(back * relu_deriv * gamma[..., None, None, None], dim=1, p=0.5).squeeze(1)
+    n, d, h, w = features_before.shape
+    patches = (
+        F.unfold(features_before, (3, 3), padding=1).permute(0, 2, 1).reshape(n, h, w, d, 9).permute(0, 3, 1, 2, 4)
+    )
+    return first * torch.norm(patches, dim=(1, 4), p=p)
+
+
+@pytest.mark.parametrize("p", P_VALUES)
+@pytest.mark.parametrize("label", ("onehot", "uniform"))
+def test_reference_penultimate_equals_the_papers_formulas(label: str, p: float, generator: torch.Generator) -> None:
+    tail = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 5, 1))
+    tail = tail.double().eval()
+    with torch.no_grad():
+        tail[1].running_mean.normal_(generator=generator)
+        tail[1].running_var.uniform_(0.3, 3.0, generator=generator)
+        tail[1].weight.normal_(generator=generator)
+        tail[1].bias.normal_(generator=generator)
+        x = torch.randn(2, 8, 5, 4, dtype=torch.float64, generator=generator)
+        features = tail[:3](x)
+        probs = torch.softmax(tail[3](features), dim=1)
+        paper = _paper_penultimate(probs, x, tail, p, label)
+    ours = pgn_penultimate(probs, features, x, p, conv=tail[0], bn=tail[1], last=tail[3], label=label, mode="reference")
+    assert largest_log_difference(ours, paper.log()) <= LOG_TOLERANCE
+
+
+def test_reference_penultimate_needs_matching_channels() -> None:
+    tail = nn.Sequential(nn.Conv2d(6, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 5, 1)).eval()
+    x = torch.randn(1, 6, 4, 4)
+    features = tail[:3](x)
+    probs = torch.softmax(tail[3](features), 1)
+    with pytest.raises(ValueError, match="input channels"):
+        pgn_penultimate(probs, features, x, 1.0, conv=tail[0], bn=tail[1], last=tail[3], mode="reference")
