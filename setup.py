@@ -13,13 +13,15 @@ setup(
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml")),
-        ("share/" + package_name + "/weights", glob("weights/*.safetensors") + glob("weights/*.md")),
+        ("share/" + package_name + "/weights", glob("gradunc_ros/weights/*")),
     ],
     # ROS installs resolve dependencies through package.xml (rosdep); pip users get them here.
-    install_requires=["setuptools", "numpy", "torch", "PyYAML"],
+    install_requires=["setuptools", "numpy", "torch", "PyYAML", "safetensors", "opencv-python-headless", "tqdm"],
     # setuptools >= 72 ignores tests_require: colcon test finds pytest through this extra.
     extras_require={"test": ["pytest<9"]},
-    zip_safe=True,
+    # The shipped default model travels inside the package, so pip installs have it too.
+    package_data={package_name: ["weights/*.safetensors", "weights/*.md"]},
+    zip_safe=False,
     maintainer="gradunc_ros maintainers",
     maintainer_email="gradunc-ros@example.com",
     description="Pixel-wise gradient uncertainty for out-of-distribution segmentation on ROS 2 cameras",
@@ -27,6 +29,9 @@ setup(
     entry_points={
         "console_scripts": [
             "gradunc-selfcheck = gradunc_ros.tools.selfcheck:main",
+            "gradunc-infer = gradunc_ros.tools.infer:main",
+            "gradunc-train = gradunc_ros.tools.train:main",
+            "gradunc-export = gradunc_ros.tools.export:main",
         ],
     },
 )

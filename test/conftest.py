@@ -22,3 +22,37 @@ def generator(request: pytest.FixtureRequest) -> torch.Generator:
     seed = sum(ord(c) * (i + 1) for i, c in enumerate(request.node.name)) % (2**31)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+CAMVID = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "camvid")
+
+
+@pytest.fixture(scope="session")
+def camvid_root() -> str:
+    """The real CamVid frames beside the checkout; tests that need them skip when ../shared is absent."""
+    if not os.path.isdir(os.path.join(CAMVID, "val", "images")):
+        pytest.skip("CamVid data not found at ../shared/data/camvid")
+    return os.path.abspath(CAMVID)
+
+
+@pytest.fixture(scope="session")
+def tiny_camvid(tmp_path_factory: pytest.TempPathFactory):
+    """A CamVid-style folder of synthetic frames: sky above, road below, an 'unseen' class-9 blob, void."""
+    import cv2
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("tiny_camvid")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 6), ("val", 3)):
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "labels").mkdir(parents=True)
+        for i in range(count):
+            label = np.full((48, 64), 3, np.uint8)  # road
+            label[:20] = 0  # sky
+            label[10:30, 20 + i : 30 + i] = 9  # a pedestrian, held out
+            label[-2:] = 11  # void
+            colours = np.array([[128, 128, 128], [0, 0, 0], [0, 0, 0], [128, 64, 128]] + [[200, 30, 30]] * 8)
+            image = colours[label].astype(np.int16) + rng.integers(-10, 10, (48, 64, 3))
+            cv2.imwrite(str(root / split / "images" / f"seq_{i:04d}.jpg"), np.clip(image, 0, 255).astype(np.uint8))
+            cv2.imwrite(str(root / split / "labels" / f"seq_{i:04d}.png"), label)
+    return root

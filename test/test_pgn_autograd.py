@@ -29,10 +29,13 @@ LAST_LAYERS = {
 INPUT_CHANNELS = {"conv1x1": 9, "conv1x1-bias": 9, "transposed2x2": 7, "transposed3x3-cropped": 7}
 
 
-def _closed_and_autograd(layer: nn.Module, x: torch.Tensor, p: float, label: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _closed_and_autograd(
+    layer: nn.Module, x: torch.Tensor, p: float, label: str, from_logits: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
-        probs = torch.softmax(layer(x), dim=-1 if isinstance(layer, nn.Linear) else 1)
-    closed = pgn_for_layer(layer, probs, x, p, label)
+        logits = layer(x)
+    class_side = logits if from_logits else torch.softmax(logits, dim=-1 if isinstance(layer, nn.Linear) else 1)
+    closed = pgn_for_layer(layer, class_side, x, p, label, from_logits=from_logits)
     truth = autograd_log_pgn(
         lambda w: functional_call(layer, {"weight": w}, (x,)),
         layer.weight,
@@ -43,13 +46,14 @@ def _closed_and_autograd(layer: nn.Module, x: torch.Tensor, p: float, label: str
     return closed, truth
 
 
+@pytest.mark.parametrize("from_logits", (False, True), ids=("probs", "logits"))
 @pytest.mark.parametrize("p", P_VALUES)
 @pytest.mark.parametrize("label", ("onehot", "uniform"))
 @pytest.mark.parametrize("kind", sorted(LAST_LAYERS))
-def test_conv_last_layers_match_autograd(kind: str, label: str, p: float, generator: torch.Generator) -> None:
+def test_conv_last_layers_match_autograd(kind, label, p, from_logits, generator: torch.Generator) -> None:
     layer = LAST_LAYERS[kind]().double()
     x = torch.randn(2, INPUT_CHANNELS.get(kind, 5), 5, 6, dtype=torch.float64, generator=generator)
-    closed, truth = _closed_and_autograd(layer, x, p, label)
+    closed, truth = _closed_and_autograd(layer, x, p, label, from_logits)
     assert closed.dtype == torch.float32
     assert closed.shape == truth.shape
     assert largest_log_difference(closed, truth) <= LOG_TOLERANCE
@@ -122,10 +126,16 @@ def test_penultimate_matches_autograd(conv, affine: bool, label: str, p: float, 
     x = torch.randn(2, 6, 5, 4, dtype=torch.float64, generator=generator)
     with torch.no_grad():
         features = tail[:3](x)
-        probs = torch.softmax(tail[3](features), dim=1)
-    closed = pgn_penultimate(probs, features, x, p, conv=tail[0], bn=tail[1], last=tail[3], label=label)
+        logits = tail[3](features)
+    closed = pgn_penultimate(
+        torch.softmax(logits, 1), features, x, p, conv=tail[0], bn=tail[1], last=tail[3], label=label
+    )
+    from_logits = pgn_penultimate(
+        logits, features, x, p, conv=tail[0], bn=tail[1], last=tail[3], label=label, from_logits=True
+    )
     truth = autograd_log_pgn(lambda w: functional_call(tail, {"0.weight": w}, (x,)), tail[0].weight, p, label)
     assert largest_log_difference(closed, truth) <= LOG_TOLERANCE
+    assert largest_log_difference(from_logits, truth) <= LOG_TOLERANCE
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -98,3 +98,23 @@ def test_reference_penultimate_needs_matching_channels() -> None:
     probs = torch.softmax(tail[3](features), 1)
     with pytest.raises(ValueError, match="input channels"):
         pgn_penultimate(probs, features, x, 1.0, conv=tail[0], bn=tail[1], last=tail[3], mode="reference")
+
+
+@pytest.mark.parametrize("label", ("onehot", "uniform"))
+@pytest.mark.parametrize("mode", ("exact", "reference"))
+def test_logits_and_probabilities_give_the_same_class_norm(label: str, mode: str, generator: torch.Generator) -> None:
+    logits = 3 * torch.randn(2, 7, 4, 5, dtype=torch.float64, generator=generator)
+    for p in P_VALUES:
+        from_probs = class_log_norm(torch.softmax(logits, 1), p, label, mode)
+        assert torch.allclose(class_log_norm(logits, p, label, mode, from_logits=True), from_probs, atol=1e-10)
+
+
+def test_confident_pixels_stay_finite_from_logits() -> None:
+    # A logit gap of 200 makes float32 softmax exactly one-hot: s - y would be 0 and its log -inf.
+    logits = torch.tensor([200.0, 0.0, 0.0]).reshape(1, 3, 1, 1)
+    assert torch.isneginf(class_log_norm(torch.softmax(logits, 1), 1.0)).all()
+    # ||s - y||_1 = 2 (1 - s_k) = 2 * 2 e^-200 / (1 + 2 e^-200), in the log domain.
+    expected = math.log(4) - 200 - math.log1p(2 * math.exp(-200))
+    assert class_log_norm(logits, 1.0, from_logits=True).item() == pytest.approx(expected, abs=1e-5)
+    reference = class_log_norm(logits, 1.0, mode="reference", from_logits=True).item()
+    assert reference == pytest.approx(expected - math.log(2), abs=1e-5)

@@ -25,7 +25,6 @@ import torch
 from torch import Tensor, nn
 
 from .baselines import BASELINES
-from .norms import work_dtype
 from .pgn import MODES, class_log_norm, pgn_for_layer, pgn_penultimate
 from .resample import log_bilinear_resize, log_pnorm_of_upsampled
 
@@ -174,13 +173,11 @@ class GradientUncertaintyHead(nn.Module):
         size = tuple(logits.shape[-2:])
         if settings.resolution == "output" and tuple(low_logits.shape[-2:]) != size:
             return self._output_resolution_score(settings, label, logits, features)
-        channels_last = isinstance(self.last_layer, nn.Linear)
-        if channels_last and low_logits.dim() != 4:
+        if isinstance(self.last_layer, nn.Linear) and low_logits.dim() != 4:
             raise ValueError("a linear last layer must see a channels-last N x h x w x D map, not a token list")
-        probs = torch.softmax(low_logits.to(work_dtype(low_logits)), dim=-1 if channels_last else 1)
         if settings.layer == "penultimate":
             low = pgn_penultimate(
-                probs,
+                low_logits,
                 features,
                 self._captured["conv_input"],
                 settings.p,
@@ -189,15 +186,18 @@ class GradientUncertaintyHead(nn.Module):
                 last=self.last_layer,
                 label=label,
                 mode=settings.mode,
+                from_logits=True,
             )
         else:
-            low = pgn_for_layer(self.last_layer, probs, features, settings.p, label, settings.mode)
+            low = pgn_for_layer(
+                self.last_layer, low_logits, features, settings.p, label, settings.mode, from_logits=True
+            )
         return log_bilinear_resize(low, size, self.align_corners)
 
     def _output_resolution_score(self, settings: HeadSettings, label: str, logits: Tensor, features: Tensor) -> Tensor:
         layer = self.last_layer
         if not (isinstance(layer, nn.Conv2d) and layer.kernel_size == (1, 1) and layer.stride == (1, 1)):
             raise ValueError("the exact output-resolution score needs a 1x1 conv last layer")
-        probs = torch.softmax(logits.to(work_dtype(logits)), dim=1)
         feature_norm = log_pnorm_of_upsampled(features, tuple(logits.shape[-2:]), settings.p, self.align_corners)
-        return (class_log_norm(probs, settings.p, label, settings.mode) + feature_norm).to(torch.float32)
+        class_norm = class_log_norm(logits, settings.p, label, settings.mode, from_logits=True)
+        return (class_norm + feature_norm).to(torch.float32)

@@ -10,10 +10,16 @@ A pixel whose gradient is exactly zero has ``log PGN = -inf``.
 Labels: ``"onehot"`` (pseudo label = the predicted class) or ``"uniform"``
 (y = 1/C).  Modes: ``"exact"`` is the true gradient; ``"reference"`` is what
 the paper's code computes (``s * (1 - y)`` and ``(C - 1)/C * s``).
+
+The class side can be given as probabilities (``probs``) or, more robustly,
+as logits (``from_logits=True``): a confident pixel whose softmax rounds to
+exactly one-hot still gets its true, finite ``log ||s - y||_p`` because the
+small entries are kept in the log domain.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -33,30 +39,51 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 def class_gradient_factor(probs: Tensor, label: Label = "onehot", mode: Mode = "exact", dim: int = 1) -> Tensor:
-    """The class-side vector of the gradient: ``s - y`` (exact) or the paper's stand-in.
+    """The class-side vector of the gradient: ``s - y`` (exact) or the paper's stand-in, from probabilities.
 
     Computed in float32 (float64 stays float64).
     """
+    vector, log_scale = scaled_class_vector(probs, label, mode, dim)
+    return vector * log_scale.exp()
+
+
+def scaled_class_vector(
+    probs: Tensor, label: Label = "onehot", mode: Mode = "exact", dim: int = 1, from_logits: bool = False
+) -> tuple[Tensor, Tensor]:
+    """``(v, log_scale)`` with ``s - y`` (or the reference stand-in) ``= exp(log_scale) * v``.
+
+    For the one-hot label ``v`` is scaled so that its predicted entry is -1
+    (exact) or 0 (reference) and the others sum to 1: it stays representable
+    however confident the pixel is.  ``log_scale`` has the grid shape with
+    ``dim`` kept (size 1).
+    """
     _check_choice("label", label, LABELS)
     _check_choice("mode", mode, MODES)
-    probs = probs.to(work_dtype(probs))
-    num_classes = probs.shape[dim]
+    scores = probs.to(work_dtype(probs))
+    num_classes = scores.shape[dim]
     if label == "uniform":
+        s = torch.softmax(scores, dim=dim) if from_logits else scores
+        zero = torch.zeros_like(s.narrow(dim, 0, 1))
         if mode == "exact":
-            return probs - 1.0 / num_classes
-        return probs * ((num_classes - 1) / num_classes)
-    predicted = probs.argmax(dim=dim, keepdim=True)
-    others = probs.scatter(dim, predicted, 0.0)  # s * (1 - y): the reference vector
-    if mode == "reference":
-        return others
-    # s_k - 1 = -(sum of the other probabilities): the same number without the
-    # cancellation of 1 - s_k when s_k is close to 1.
-    return others.scatter(dim, predicted, -others.sum(dim=dim, keepdim=True))
+            return s - 1.0 / num_classes, zero
+        return s, zero + math.log((num_classes - 1) / num_classes)
+    log_s = torch.log_softmax(scores, dim=dim) if from_logits else torch.log(scores)
+    predicted = scores.argmax(dim=dim, keepdim=True)
+    log_others = log_s.scatter(dim, predicted, -math.inf)
+    # log(1 - s_k) as the log of the sum of the other probabilities: no cancellation near s_k = 1.
+    log_rest = torch.logsumexp(log_others, dim=dim, keepdim=True)
+    finite = torch.isfinite(log_rest)
+    others = torch.where(finite, torch.exp(log_others - torch.where(finite, log_rest, 0.0)), 0.0)
+    predicted_entry = -1.0 if mode == "exact" else 0.0
+    return others.scatter(dim, predicted, predicted_entry), log_rest
 
 
-def class_log_norm(probs: Tensor, p: float, label: Label = "onehot", mode: Mode = "exact", dim: int = 1) -> Tensor:
-    """``log ||s - y||_p`` over the class dimension."""
-    return log_pnorm(class_gradient_factor(probs, label, mode, dim), p, dim=dim)
+def class_log_norm(
+    probs: Tensor, p: float, label: Label = "onehot", mode: Mode = "exact", dim: int = 1, from_logits: bool = False
+) -> Tensor:
+    """``log ||s - y||_p`` over the class dimension (``probs`` are logits when ``from_logits``)."""
+    vector, log_scale = scaled_class_vector(probs, label, mode, dim, from_logits)
+    return log_pnorm(vector, p, dim=dim) + log_scale.squeeze(dim)
 
 
 def _finish(log_score: Tensor, log: bool) -> Tensor:
@@ -90,8 +117,7 @@ def pgn(
     if features.dim() != 4:
         raise ValueError(f"features must be N x D x h x w, got shape {tuple(features.shape)}")
     _check_grid(probs, (features.shape[0], *features.shape[2:]), "features")
-    log_score = class_log_norm(probs, p, label, mode) + log_pnorm(features, p, dim=1).to(work_dtype(probs))
-    return _finish(log_score, log)
+    return _finish(class_log_norm(probs, p, label, mode) + log_pnorm(features, p, dim=1).to(work_dtype(probs)), log)
 
 
 def pgn_conv(
@@ -118,8 +144,7 @@ def pgn_conv(
         features, p, kernel_size, padding=padding, dilation=dilation, stride=stride, padding_mode=padding_mode
     )
     _check_grid(probs, tuple(patch.shape), "the conv's output")
-    log_score = class_log_norm(probs, p, label, mode) + patch.to(work_dtype(probs))
-    return _finish(log_score, log)
+    return _finish(class_log_norm(probs, p, label, mode) + patch.to(work_dtype(probs)), log)
 
 
 def transposed_input_index(out_size: int, in_size: int, stride: int, padding: int) -> tuple[Tensor, Tensor]:
@@ -132,6 +157,19 @@ def transposed_input_index(out_size: int, in_size: int, stride: int, padding: in
     source = torch.div(full, stride, rounding_mode="floor")
     valid = source < in_size
     return source.clamp(max=in_size - 1), valid
+
+
+def transposed_feature_log_norm(
+    features: Tensor, p: float, out_size: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
+) -> Tensor:
+    """``log ||input pixel||_p`` behind each output pixel of a transposed conv with kernel == stride."""
+    feature_norm = log_pnorm(features, p, dim=1)  # N x H x W at the input resolution
+    rows, rows_valid = transposed_input_index(out_size[0], features.shape[2], stride[0], padding[0])
+    cols, cols_valid = transposed_input_index(out_size[1], features.shape[3], stride[1], padding[1])
+    device = feature_norm.device
+    expanded = feature_norm.index_select(1, rows.to(device)).index_select(2, cols.to(device))
+    valid = (rows_valid[:, None] & cols_valid[None, :]).to(device)
+    return expanded.masked_fill(~valid, float("-inf"))
 
 
 def pgn_transposed(
@@ -155,15 +193,8 @@ def pgn_transposed(
         raise ValueError("probs and features must both be 4-D (N x C x h x w, N x D x H x W)")
     if probs.shape[0] != features.shape[0]:
         raise ValueError("probs and features differ in batch size")
-    feature_norm = log_pnorm(features, p, dim=1)  # N x H x W at the input resolution
-    rows, rows_valid = transposed_input_index(probs.shape[2], features.shape[2], stride[0], padding[0])
-    cols, cols_valid = transposed_input_index(probs.shape[3], features.shape[3], stride[1], padding[1])
-    device = feature_norm.device
-    expanded = feature_norm.index_select(1, rows.to(device)).index_select(2, cols.to(device))
-    valid = (rows_valid[:, None] & cols_valid[None, :]).to(device)
-    expanded = expanded.masked_fill(~valid, float("-inf"))
-    log_score = class_log_norm(probs, p, label, mode) + expanded.to(work_dtype(probs))
-    return _finish(log_score, log)
+    feature_part = transposed_feature_log_norm(features, p, tuple(probs.shape[2:]), stride, padding)
+    return _finish(class_log_norm(probs, p, label, mode) + feature_part.to(work_dtype(probs)), log)
 
 
 def pgn_linear(
@@ -194,6 +225,7 @@ def pgn_penultimate(
     label: Label = "onehot",
     mode: Mode = "exact",
     log: bool = True,
+    from_logits: bool = False,
 ) -> Tensor:
     """PGN with respect to the second-to-last conv W of a ``W -> BN -> ReLU -> 1x1 K`` tail.
 
@@ -203,6 +235,7 @@ def pgn_penultimate(
     does: p = 0.5 for ``g``, gamma without the variance, and the ReLU mask
     ``BN(conv_input) >= 0`` (BN applied to W's input, which needs as many
     input as output channels).  BN is taken in inference form (running stats).
+    ``probs`` are logits when ``from_logits``.
     """
     p = check_p(p)
     if last.kernel_size != (1, 1) or last.stride != (1, 1) or last.groups != 1:
@@ -212,9 +245,9 @@ def pgn_penultimate(
     if bn.running_var is None:
         raise ValueError("the batch norm has no running statistics")
     dtype = work_dtype(probs)
-    vector = class_gradient_factor(probs, label, mode)
+    vector, log_scale = scaled_class_vector(probs, label, mode, dim=1, from_logits=from_logits)
     kernel = last.weight.detach()[:, :, 0, 0].to(dtype)  # C x D
-    back = torch.einsum("cd,nchw->ndhw", kernel, vector)  # K^T (s - y)
+    back = torch.einsum("cd,nchw->ndhw", kernel, vector)  # K^T (s - y), up to exp(log_scale)
     gamma = bn.weight.detach().to(dtype) if bn.weight is not None else torch.ones_like(bn.running_var, dtype=dtype)
     if mode == "exact":
         scale = gamma / torch.sqrt(bn.running_var.to(dtype) + bn.eps)
@@ -238,7 +271,7 @@ def pgn_penultimate(
         padding_mode=conv.padding_mode,
     )
     _check_grid(probs, tuple(second.shape), "W's output")
-    return _finish(first + second.to(dtype), log)
+    return _finish(first + log_scale.squeeze(1) + second.to(dtype), log)
 
 
 def _batch_norm_inference(x: Tensor, bn: nn.BatchNorm2d) -> Tensor:
@@ -249,6 +282,40 @@ def _batch_norm_inference(x: Tensor, bn: nn.BatchNorm2d) -> Tensor:
     )
 
 
+def layer_feature_log_norm(layer: nn.Module, layer_input: Tensor, p: float, out_grid: tuple[int, ...]) -> Tensor:
+    """The input side of the factorised gradient of ``layer``, on its output grid ``out_grid`` (h, w).
+
+    1x1 conv: the input's norm; k x k conv: the unfolded patch's norm;
+    transposed conv with kernel == stride: the one input pixel's norm;
+    linear (channels last): the token's norm.
+    """
+    p = check_p(p)
+    if isinstance(layer, nn.Linear):
+        return log_pnorm(layer_input, p, dim=-1)
+    if isinstance(layer, nn.ConvTranspose2d):
+        if layer.kernel_size != layer.stride or layer.dilation != (1, 1) or layer.groups != 1:
+            raise ValueError(
+                "a transposed-conv last layer needs kernel == stride, dilation 1 and one group; "
+                f"got kernel {layer.kernel_size}, stride {layer.stride}, dilation {layer.dilation}"
+            )
+        return transposed_feature_log_norm(layer_input, p, tuple(out_grid), layer.stride, layer.padding)
+    if isinstance(layer, nn.Conv2d):
+        if layer.groups != 1:
+            raise ValueError("grouped last layers do not factorise; use a conv with groups=1")
+        if layer.kernel_size == (1, 1) and layer.stride == (1, 1) and layer.padding in ((0, 0), "valid", "same"):
+            return log_pnorm(layer_input, p, dim=1)
+        return patch_log_pnorm(
+            layer_input,
+            p,
+            layer.kernel_size,
+            padding=layer.padding,
+            dilation=layer.dilation,
+            stride=layer.stride,
+            padding_mode=layer.padding_mode,
+        )
+    raise TypeError(f"no closed form for a last layer of type {type(layer).__name__}")
+
+
 def pgn_for_layer(
     layer: nn.Module,
     probs: Tensor,
@@ -257,35 +324,17 @@ def pgn_for_layer(
     label: Label = "onehot",
     mode: Mode = "exact",
     log: bool = True,
+    from_logits: bool = False,
 ) -> Tensor:
-    """PGN for whatever kind of last layer ``layer`` is (1x1 or k x k conv, transposed conv, linear)."""
-    if isinstance(layer, nn.Linear):
-        return pgn_linear(probs, layer_input, p, label, mode, log)
-    if isinstance(layer, nn.ConvTranspose2d):
-        if layer.kernel_size != layer.stride or layer.dilation != (1, 1) or layer.groups != 1:
-            raise ValueError(
-                "a transposed-conv last layer needs kernel == stride, dilation 1 and one group; "
-                f"got kernel {layer.kernel_size}, stride {layer.stride}, dilation {layer.dilation}"
-            )
-        return pgn_transposed(
-            probs, layer_input, p, stride=layer.stride, padding=layer.padding, label=label, mode=mode, log=log
-        )
-    if isinstance(layer, nn.Conv2d):
-        if layer.groups != 1:
-            raise ValueError("grouped last layers do not factorise; use a conv with groups=1")
-        if layer.kernel_size == (1, 1) and layer.stride == (1, 1) and layer.padding in ((0, 0), "valid", "same"):
-            return pgn(probs, layer_input, p, label, mode, log)
-        return pgn_conv(
-            probs,
-            layer_input,
-            p,
-            kernel_size=layer.kernel_size,
-            padding=layer.padding,
-            dilation=layer.dilation,
-            stride=layer.stride,
-            padding_mode=layer.padding_mode,
-            label=label,
-            mode=mode,
-            log=log,
-        )
-    raise TypeError(f"no closed form for a last layer of type {type(layer).__name__}")
+    """PGN for whatever kind of last layer ``layer`` is (1x1 or k x k conv, transposed conv, linear).
+
+    ``probs`` is the softmax of the layer's output (its logits when ``from_logits``)."""
+    channels_last = isinstance(layer, nn.Linear)
+    dim = -1 if channels_last else 1
+    grid = tuple(probs.shape[1:-1]) if channels_last else tuple(probs.shape[2:])
+    feature_part = layer_feature_log_norm(layer, layer_input, p, grid)
+    batch_grid = (probs.shape[0], *grid)
+    if tuple(feature_part.shape) != batch_grid:
+        raise ValueError(f"the layer input gives a grid of {tuple(feature_part.shape)} but probs have {batch_grid}")
+    class_part = class_log_norm(probs, p, label, mode, dim=dim, from_logits=from_logits)
+    return _finish(class_part + feature_part.to(class_part.dtype), log)

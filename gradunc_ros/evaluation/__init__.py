@@ -1,0 +1,1 @@
+"""Evaluation: dataset readers and metrics, free of ROS."""

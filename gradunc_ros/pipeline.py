@@ -1,0 +1,126 @@
+"""One object from a camera image to labels and uncertainty: numpy in, :class:`Prediction` out.
+
+Pre-processing (normalise, resize to the network's input size) runs on the
+model's device; the head yields logits, labels and the score from one
+forward pass; everything is brought back to the image's own resolution
+(logits bilinearly, gradient scores as norms in the log domain, labels as
+the argmax of the resized logits).  No ROS here: the node and the
+command-line tools drive the same pipeline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .models.loading import LoadedModel
+from .models.preprocess import fit_to_multiple, normalise, resize_input
+from .uncertainty import GradientUncertaintyHead, HeadSettings, log_bilinear_resize
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; ``cuda`` without CUDA is an error, not a silent fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device cuda was asked for but CUDA is not available on this machine")
+    return device
+
+
+@dataclass
+class Prediction:
+    """Per image, at the image's own resolution."""
+
+    labels: np.ndarray  # H x W class ids (uint8 for up to 256 classes)
+    score: np.ndarray  # H x W float32, higher = more anomalous
+    logits: np.ndarray | None = None  # C x H x W float32, when asked for
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class SegmentationPipeline:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        settings: HeadSettings | None = None,
+        device: str = "auto",
+        input_size: tuple[int, int] | None = None,
+    ) -> None:
+        """``input_size`` (height, width) of the network; default: what the weights were trained at,
+        else each image's own size (rounded to what the architecture accepts)."""
+        self.loaded = loaded
+        self.device = resolve_device(device)
+        spec = loaded.spec
+        self.head = GradientUncertaintyHead(
+            loaded.model.to(self.device),
+            spec.last_layer,
+            settings,
+            penultimate_conv=spec.penultimate_conv,
+            penultimate_bn=spec.penultimate_bn,
+            align_corners=spec.align_corners,
+        )
+        self.input_size = input_size or loaded.input_size
+
+    @property
+    def settings(self) -> HeadSettings:
+        return self.head.settings
+
+    @settings.setter
+    def settings(self, value: HeadSettings) -> None:
+        self.head.settings = value
+
+    def network_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        return fit_to_multiple(self.input_size or image_size, self.loaded.spec.input_multiple)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @torch.no_grad()
+    def predict_batch(self, images: Sequence[np.ndarray], keep_logits: bool = False) -> list[Prediction]:
+        """Images of one size (H x W x 3 uint8 RGB) in one forward pass."""
+        if not images:
+            return []
+        size = images[0].shape[:2]
+        if any(image.shape != images[0].shape for image in images) or images[0].ndim != 3 or images[0].shape[2] != 3:
+            raise ValueError("a batch needs H x W x 3 images of one size")
+        start = time.perf_counter()
+        batch = torch.from_numpy(np.stack(images)).to(self.device, non_blocking=True)
+        x = resize_input(normalise(batch, self.loaded.spec.mean, self.loaded.spec.std), self.network_size(size))
+        self._sync()
+        inferred = time.perf_counter()
+        out = self.head(x)
+        self._sync()
+        done = time.perf_counter()
+        logits, score = self._to_image_size(out.logits, out.score, size)
+        labels = logits.argmax(dim=1).to(torch.uint8 if logits.shape[1] <= 256 else torch.int32).cpu().numpy()
+        scores = score.cpu().numpy()
+        kept = logits.cpu().numpy() if keep_logits else None
+        finished = time.perf_counter()
+        timings = {
+            "preprocess": 1e3 * (inferred - start),
+            "inference": 1e3 * (done - inferred),
+            "postprocess": 1e3 * (finished - done),
+        }
+        return [
+            Prediction(labels[i], scores[i], None if kept is None else kept[i], dict(timings))
+            for i in range(len(images))
+        ]
+
+    def predict(self, image: np.ndarray, keep_logits: bool = False) -> Prediction:
+        return self.predict_batch([image], keep_logits)[0]
+
+    def _to_image_size(self, logits: Tensor, score: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        logits = logits.float()
+        if tuple(logits.shape[-2:]) == tuple(size):
+            return logits, score
+        logits = F.interpolate(logits, size, mode="bilinear", align_corners=False)
+        if self.settings.is_gradient_score:
+            return logits, log_bilinear_resize(score, size, align_corners=False)
+        return logits, F.interpolate(score[:, None], size, mode="bilinear", align_corners=False)[:, 0]

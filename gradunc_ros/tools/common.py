@@ -1,0 +1,46 @@
+"""Argument types and options the command-line tools share."""
+
+from __future__ import annotations
+
+import argparse
+
+from gradunc_ros.uncertainty import SCORES, HeadSettings
+from gradunc_ros.uncertainty.pgn import MODES
+
+DEFAULTS = HeadSettings()
+
+
+def size_argument(text: str) -> tuple[int, int]:
+    """WIDTHxHEIGHT on the command line, (height, width) inside."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 320x240; got {text!r}") from None
+    if width <= 0 or height <= 0:
+        raise argparse.ArgumentTypeError("width and height must be positive")
+    return height, width
+
+
+def add_score_options(parser: argparse.ArgumentParser) -> None:
+    """--score, --p, --mode, --layer, with the head's defaults."""
+    parser.add_argument("--score", default=DEFAULTS.score, choices=SCORES, help=f"score (default: {DEFAULTS.score})")
+    parser.add_argument(
+        "--p", type=float, default=DEFAULTS.p, help=f"exponent of the gradient norm (default: {DEFAULTS.p})"
+    )
+    parser.add_argument(
+        "--mode", default=DEFAULTS.mode, choices=MODES, help="exact gradient or the paper's reference code"
+    )
+    parser.add_argument(
+        "--layer", default=DEFAULTS.layer, choices=("last", "penultimate"), help="which layer's gradient"
+    )
+
+
+def settings_from(args: argparse.Namespace) -> HeadSettings:
+    return HeadSettings(score=args.score, p=args.p, mode=args.mode, layer=args.layer)
+
+
+def add_model_options(parser: argparse.ArgumentParser, model_names: list[str]) -> None:
+    parser.add_argument("--model", choices=model_names, help="architecture (default: the shipped model's)")
+    parser.add_argument("--weights", help="weights file, .safetensors or .pth (default: the shipped model)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    parser.add_argument("--input-size", type=size_argument, help="network input WIDTHxHEIGHT (default: the model's)")

@@ -1,0 +1,86 @@
+"""gradunc-infer and gradunc-train as a user runs them (process-level)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from gradunc_ros.evaluation.datasets import CAMVID_TRAIN_TARGETS, read_label
+from gradunc_ros.models import get_spec, load_model, save_safetensors
+
+pytestmark = pytest.mark.process
+
+
+def _tool(name: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", f"gradunc_ros.tools.{name}", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "erfnet_random.safetensors"
+    return save_safetensors(get_spec("erfnet").build(), path, model_name="erfnet", class_names=["k"] * 9)
+
+
+def test_infer_writes_npz_and_overlay_at_image_resolution(tmp_path: Path, tiny_camvid: Path, random_weights) -> None:
+    image = tiny_camvid / "val" / "images" / "seq_0000.jpg"
+    result = _tool("infer", "--weights", str(random_weights), "--save-logits", "--out", str(tmp_path), str(image))
+    assert result.returncode == 0, result.stderr
+    arrays = np.load(tmp_path / "seq_0000.npz")
+    assert arrays["labels"].shape == (48, 64) and arrays["score"].dtype == np.float32
+    assert np.isfinite(arrays["score"]).all()
+    assert arrays["logits"].shape == (9, 48, 64) and np.array_equal(arrays["labels"], arrays["logits"].argmax(0))
+    overlay = cv2.imread(str(tmp_path / "seq_0000.png"))
+    assert overlay.shape == (48, 64, 3)
+
+
+def test_infer_help_lists_models_and_bad_input_is_one_line(tmp_path: Path) -> None:
+    help_text = _tool("infer", "--help").stdout
+    for name in ("erfnet", "deeplabv3plus_resnet50", "deeplabv3plus_wrn38"):
+        assert name in help_text
+    missing = _tool("infer", "--weights", str(tmp_path / "none.safetensors"), "--out", str(tmp_path), "x.jpg")
+    assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_infer_with_the_shipped_model_labels_roads_as_road(tmp_path: Path, camvid_root: str) -> None:
+    frames = sorted((Path(camvid_root) / "val" / "images").glob("*.jpg"))[::40][:3]
+    result = _tool("infer", "--out", str(tmp_path), *map(str, frames))
+    assert result.returncode == 0, result.stderr
+    road = 3
+    for frame in frames:
+        arrays = np.load(tmp_path / f"{frame.stem}.npz")
+        target = CAMVID_TRAIN_TARGETS[read_label(Path(camvid_root) / "val" / "labels" / f"{frame.stem}.png")]
+        assert arrays["labels"].shape == target.shape and np.isfinite(arrays["score"]).all()
+        predicted, truth = arrays["labels"] == road, target == road
+        assert (predicted & truth).sum() / (predicted | truth).sum() > 0.8  # road IoU on this frame
+
+
+def test_train_smoke_run_resumes_and_is_seeded(tmp_path: Path, tiny_camvid: Path) -> None:
+    common = ["--data", str(tiny_camvid), "--batch-size", "2", "--crop", "32x24", "--val-input", "64x48"]
+    first = _tool("train", *common, "--out", str(tmp_path / "a"), "--epochs", "1", "--val-every", "1")
+    assert first.returncode == 0, first.stderr
+    for name in ("last.pt", "best.safetensors", "history.jsonl"):
+        assert (tmp_path / "a" / name).is_file()
+    resumed = _tool("train", *common, "--out", str(tmp_path / "a"), "--epochs", "2", "--val-every", "1")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stdout and "at epoch 1" in resumed.stdout
+    history = [json.loads(line) for line in (tmp_path / "a" / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2] and all(0 <= h["val_miou"] <= 1 for h in history)
+    again = _tool("train", *common, "--out", str(tmp_path / "b"), "--epochs", "1", "--val-every", "1")
+    assert again.returncode == 0, again.stderr
+    repeat = json.loads((tmp_path / "b" / "history.jsonl").read_text().splitlines()[0])
+    assert repeat["loss"] == history[0]["loss"]  # same seed, same run
+    assert load_model(weights=tmp_path / "a" / "best.safetensors").spec.name == "erfnet"
+
+
+def test_train_without_data_is_one_clear_line(tmp_path: Path) -> None:
+    result = _tool("train", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"), "--epochs", "1")
+    assert result.returncode == 1 and "no images under" in result.stderr and "Traceback" not in result.stderr
