@@ -1,0 +1,170 @@
+"""OoD segmentation metrics as the SegmentMeIfYouCan benchmark defines them (method.md, section 3).
+
+Pixel level, pooled over a data set, exact (no binning) and tie-aware:
+every distinct score is a threshold, and all pixels sharing a score move
+together.  Memory stays at one frame's worth of temporaries beyond the
+inputs: the (rare) OoD scores are gathered and sorted once, and the
+in-distribution pixels are counted per frame against them.
+
+- ``auprc``: average precision as the step sum
+  ``sum_k (R_k - R_{k-1}) P_k`` over distinct thresholds (as scikit-learn's
+  ``average_precision_score``; the older benchmark code used a trapezoid);
+- ``auroc``: trapezoid of TPR over FPR, computed exactly as the
+  Mann-Whitney statistic ``P(s_ood > s_in) + P(s_ood = s_in) / 2``;
+- ``fpr95``: FPR at the first (highest) threshold whose TPR reaches 0.95;
+- ``best_f1_threshold``: the threshold maximising ``2TP / (2TP + FP + FN)``,
+  for the mask ``score >= threshold``.
+
+Labels per pixel: 0 in-distribution, 1 OoD, 255 void (excluded everywhere).
+Scores: higher = more anomalous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+VOID = 255
+TAUS = tuple(np.round(np.arange(0.25, 0.751, 0.05), 2))
+
+
+def _frames(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]):
+    if len(scores) != len(labels):
+        raise ValueError(f"{len(scores)} score maps but {len(labels)} label maps")
+    for index, (score, label) in enumerate(zip(scores, labels, strict=True)):
+        score, label = np.asarray(score), np.asarray(label)
+        if score.shape != label.shape or score.ndim != 2:
+            raise ValueError(f"frame {index}: score {score.shape} and labels {label.shape} must be equal 2-D shapes")
+        unknown = ~np.isin(label, (0, 1, VOID))
+        if unknown.any():
+            raise ValueError(f"frame {index}: labels must be 0, 1 or 255, found {np.unique(label[unknown])[:5]}")
+        if np.isnan(score[label != VOID]).any():
+            raise ValueError(f"frame {index}: scores contain NaN")
+        yield score, label
+
+
+def pixel_metrics(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> dict[str, float]:
+    """AuPRC, AuROC, FPR95, best F1 and its threshold over all non-void pixels of all frames."""
+    positives = [score[label == 1] for score, label in _frames(scores, labels)]  # input dtype kept: no new ties
+    positive = np.sort(np.concatenate(positives)) if positives else np.empty(0, np.float32)
+    if positive.size == 0:
+        raise ValueError("no OoD pixels (label 1): the pixel metrics are undefined")
+    thresholds, first = np.unique(positive, return_index=True)  # ascending distinct OoD scores
+    # OoD pixels scoring >= each threshold: all from the first occurrence on.
+    tp = (positive.size - first).astype(np.float64)
+    negatives_per_bin = np.zeros(thresholds.size + 1, dtype=np.int64)
+    auroc_sum = 0.0
+    negatives = 0
+    for score, label in _frames(scores, labels):
+        negative = score[label == 0]
+        negatives += negative.size
+        # bin j = number of thresholds <= s: the negative counts as FP for thresholds 0..j-1.
+        negatives_per_bin += np.bincount(
+            np.searchsorted(thresholds, negative, side="right"), minlength=thresholds.size + 1
+        )
+        below_or_equal = np.searchsorted(positive, negative, side="right")
+        below = np.searchsorted(positive, negative, side="left")
+        auroc_sum += float((positive.size - below_or_equal).sum()) + 0.5 * float((below_or_equal - below).sum())
+    if negatives == 0:
+        raise ValueError("no in-distribution pixels (label 0): the pixel metrics are undefined")
+    fp = np.cumsum(negatives_per_bin[::-1])[::-1][1:].astype(np.float64)  # negatives >= thresholds[i]
+    # Walk thresholds from high to low: recall rises at each distinct OoD score.
+    tp_desc, fp_desc = tp[::-1], fp[::-1]
+    recall = tp_desc / positive.size
+    precision = tp_desc / (tp_desc + fp_desc)
+    auprc = float(np.sum(np.diff(recall, prepend=0.0) * precision))
+    reached = np.nonzero(recall >= 0.95 - 1e-12)[0]
+    fpr95 = float(fp_desc[reached[0]] / negatives) if reached.size else 1.0
+    f1 = 2 * tp_desc / (tp_desc + fp_desc + positive.size)
+    best = int(np.argmax(f1))
+    return {
+        "auprc": auprc,
+        "auroc": auroc_sum / (positive.size * negatives),
+        "fpr95": fpr95,
+        "best_f1": float(f1[best]),
+        "best_f1_threshold": float(thresholds[::-1][best]),
+        "ood_pixels": int(positive.size),
+        "in_distribution_pixels": int(negatives),
+    }
+
+
+def _components(mask: np.ndarray) -> tuple[int, np.ndarray]:
+    count, components = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    return count - 1, components  # component ids 1..count-1; 0 is background
+
+
+def frame_components(
+    score: np.ndarray, label: np.ndarray, threshold: float, min_pred: int, min_gt: int
+) -> tuple[list[float], list[float]]:
+    """sIoU of each ground-truth component and PPV of each predicted component in one frame."""
+    label = label.copy()
+    gt_count, gt = _components(label == 1)
+    gt_sizes = np.bincount(gt.ravel(), minlength=gt_count + 1)
+    small = np.nonzero(gt_sizes[1:] < min_gt)[0] + 1
+    if small.size:  # too small to score: void
+        label[np.isin(gt, small)] = VOID
+        gt_count, gt = _components(label == 1)
+    prediction = (score > threshold) & (label != VOID)
+    pred_count, pred = _components(prediction)
+    pred_sizes = np.bincount(pred.ravel(), minlength=pred_count + 1)
+    keep = np.zeros(pred_count + 1, dtype=bool)
+    keep[1:] = pred_sizes[1:] >= min_pred
+    pred = np.where(keep[pred], pred, 0)
+    gt_mask = gt > 0
+    siou = []
+    for k in range(1, gt_count + 1):
+        component = gt == k
+        touching = np.unique(pred[component])
+        touching = touching[touching > 0]
+        union = np.isin(pred, touching) if touching.size else np.zeros_like(component)
+        intersection = np.count_nonzero(component & union)
+        others = np.count_nonzero(union & gt_mask & ~component)
+        denominator = np.count_nonzero(union) + np.count_nonzero(component) - intersection - others
+        siou.append(intersection / denominator if denominator > 0 else 0.0)
+    ppv = []
+    for j in np.unique(pred[pred > 0]):
+        component = pred == j
+        ppv.append(np.count_nonzero(component & gt_mask) / np.count_nonzero(component))
+    return siou, ppv
+
+
+def component_metrics(
+    scores: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    threshold: float | None = None,
+    min_pred: int = 500,
+    min_gt: int = 100,
+) -> dict[str, float]:
+    """Component-level sIoU, PPV and F1 over the taus 0.25..0.75 (SMIYC), pooled over frames.
+
+    ``threshold`` defaults to the pixel-level best-F1 threshold; the
+    predicted mask is ``score > threshold``.  Defaults ``min_pred=500``,
+    ``min_gt=100`` are RoadAnomaly21's (RoadObstacle21: 50 and 10).
+    """
+    frames = list(_frames(scores, labels))
+    if threshold is None:
+        threshold = pixel_metrics([s for s, _ in frames], [lab for _, lab in frames])["best_f1_threshold"]
+    all_siou: list[float] = []
+    all_ppv: list[float] = []
+    for score, label in frames:
+        siou, ppv = frame_components(score, label, threshold, min_pred, min_gt)
+        all_siou += siou
+        all_ppv += ppv
+    siou_arr, ppv_arr = np.asarray(all_siou), np.asarray(all_ppv)
+    f1 = {}
+    for tau in TAUS:
+        tp = int(np.count_nonzero(siou_arr >= tau))
+        fn = siou_arr.size - tp
+        fp = int(np.count_nonzero(ppv_arr < tau))
+        f1[f"{tau:.2f}"] = 2 * tp / (2 * tp + fn + fp) if (tp + fn + fp) else 0.0
+    return {
+        "siou": float(siou_arr.mean()) if siou_arr.size else 0.0,
+        "ppv": float(ppv_arr.mean()) if ppv_arr.size else 0.0,
+        "f1_mean": float(np.mean(list(f1.values()))),
+        "f1_per_tau": f1,
+        "threshold": float(threshold),
+        "gt_components": int(siou_arr.size),
+        "predicted_components": int(ppv_arr.size),
+    }

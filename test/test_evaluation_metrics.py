@@ -1,0 +1,135 @@
+"""OoD metrics against scikit-learn and against the definitions computed by brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from gradunc_ros.evaluation.metrics import component_metrics, frame_components, pixel_metrics
+
+
+def _random_frames(seed: int, frames: int = 4, shape=(40, 50), ties: bool = False):
+    rng = np.random.default_rng(seed)
+    scores, labels = [], []
+    for _ in range(frames):
+        label = (rng.random(shape) < 0.08).astype(np.uint8)
+        label[rng.random(shape) < 0.05] = 255
+        score = rng.normal(size=shape).astype(np.float32) + 1.5 * (label == 1)
+        if ties:
+            score = np.round(score * 2) / 2  # few distinct values: heavy ties across classes
+        scores.append(score)
+        labels.append(label)
+    return scores, labels
+
+
+def _pooled(scores, labels):
+    s = np.concatenate([x.ravel() for x in scores])
+    lab = np.concatenate([x.ravel() for x in labels])
+    keep = lab != 255
+    return s[keep].astype(np.float64), lab[keep]
+
+
+def _brute_force(s: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Every distinct score as a threshold (mask s >= t), straight from the definitions."""
+    thresholds = np.unique(s)[::-1]
+    tp = np.array([np.sum((s >= t) & (y == 1)) for t in thresholds], dtype=float)
+    fp = np.array([np.sum((s >= t) & (y == 0)) for t in thresholds], dtype=float)
+    p, n = np.sum(y == 1), np.sum(y == 0)
+    tpr, fpr = np.concatenate([[0], tp / p]), np.concatenate([[0], fp / n])
+    precision = np.divide(tp, tp + fp)
+    f1 = 2 * tp / (tp + fp + p)
+    first = np.nonzero(tp / p >= 0.95)[0][0]
+    return {
+        "auroc": float(np.trapezoid(tpr, fpr)),
+        "auprc": float(np.sum(np.diff(tpr) * precision)),
+        "fpr95": float(fp[first] / n),
+        "best_f1": float(f1.max()),
+        "best_f1_threshold": float(thresholds[np.argmax(f1)]),
+    }
+
+
+@pytest.mark.parametrize("ties", (False, True), ids=("continuous", "tied"))
+@pytest.mark.parametrize("seed", range(3))
+def test_pixel_metrics_equal_sklearn_and_the_definitions(seed: int, ties: bool) -> None:
+    scores, labels = _random_frames(seed, ties=ties)
+    ours = pixel_metrics(scores, labels)
+    s, y = _pooled(scores, labels)
+    assert ours["auprc"] == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    assert ours["auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    brute = _brute_force(s, y)
+    for key in ("auprc", "auroc", "fpr95", "best_f1", "best_f1_threshold"):
+        assert ours[key] == pytest.approx(brute[key], abs=1e-12), key
+    assert ours["ood_pixels"] == int((y == 1).sum()) and ours["in_distribution_pixels"] == int((y == 0).sum())
+
+
+def test_known_values() -> None:
+    perfect = pixel_metrics([np.array([[0.1, 0.2, 0.9, 0.8]])], [np.array([[0, 0, 1, 1]])])
+    assert perfect["auprc"] == 1.0 and perfect["auroc"] == 1.0 and perfect["fpr95"] == 0.0
+    assert perfect["best_f1_threshold"] == pytest.approx(0.8)
+    constant = pixel_metrics([np.zeros((2, 5))], [np.array([[0, 1, 0, 0, 255], [0, 0, 1, 0, 0]])])
+    assert constant["auroc"] == 0.5 and constant["auprc"] == pytest.approx(2 / 9) and constant["fpr95"] == 1.0
+    # Void pixels change nothing even with extreme scores.
+    score = np.array([[0.1, 0.9, 100.0]])
+    assert pixel_metrics([score], [np.array([[0, 1, 255]])])["auprc"] == 1.0
+
+
+def test_bad_inputs_are_refused() -> None:
+    with pytest.raises(ValueError, match="no OoD pixels"):
+        pixel_metrics([np.zeros((2, 2))], [np.zeros((2, 2), np.uint8)])
+    with pytest.raises(ValueError, match="0, 1 or 255"):
+        pixel_metrics([np.zeros((2, 2))], [np.full((2, 2), 7, np.uint8)])
+    with pytest.raises(ValueError, match="equal 2-D shapes"):
+        pixel_metrics([np.zeros((2, 2))], [np.zeros((2, 3), np.uint8)])
+    with pytest.raises(ValueError, match="NaN"):
+        pixel_metrics([np.full((1, 2), np.nan)], [np.array([[0, 1]], np.uint8)])
+
+
+def _blocks():
+    """One frame: two OoD objects; a prediction covering the first and half of the second plus a false blob."""
+    label = np.zeros((40, 60), np.uint8)
+    label[5:15, 5:15] = 1  # object A, 100 px
+    label[20:30, 30:50] = 1  # object B, 200 px
+    label[35:37, 0:2] = 1  # object C, 4 px: below min_gt, becomes void
+    score = np.zeros((40, 60), np.float32)
+    score[5:15, 5:17] = 1.0  # covers A (100) + 20 px beside it
+    score[20:30, 30:40] = 1.0  # half of B
+    score[0:3, 50:60] = 1.0  # a false positive, 30 px
+    score[36:37, 0:2] = 1.0  # on the voided object C: ignored
+    return score, label
+
+
+def test_component_metrics_by_hand() -> None:
+    score, label = _blocks()
+    siou, ppv = frame_components(score, label, threshold=0.5, min_pred=10, min_gt=10)
+    # A: |A & U| = 100, |U| = 120, |A| = 100 -> 100 / 120.  B: 100 / (100 + 200 - 100) = 0.5.
+    assert siou == pytest.approx([100 / 120, 0.5])
+    assert sorted(ppv) == pytest.approx(sorted([100 / 120, 1.0, 0.0]))
+    result = component_metrics([score], [label], threshold=0.5, min_pred=10, min_gt=10)
+    assert result["siou"] == pytest.approx((100 / 120 + 0.5) / 2)
+    assert result["ppv"] == pytest.approx((100 / 120 + 1.0) / 3)
+    # tau <= 0.5: both objects found, one false blob -> F1 = 4 / 5; tau in (0.5, 0.8]: one found.
+    assert result["f1_per_tau"]["0.50"] == pytest.approx(4 / 5)
+    assert result["f1_per_tau"]["0.55"] == pytest.approx(2 / 4)
+    assert result["f1_per_tau"]["0.75"] == pytest.approx(2 / 4)
+    assert result["gt_components"] == 2 and result["predicted_components"] == 3
+
+
+def test_small_predictions_are_dropped_and_other_objects_do_not_count_against_siou() -> None:
+    label = np.zeros((20, 40), np.uint8)
+    label[5:10, 5:10] = 1
+    label[5:10, 12:17] = 1
+    score = np.zeros((20, 40), np.float32)
+    score[5:10, 5:17] = 1.0  # one prediction bridging both objects
+    score[15, 30] = 1.0  # a one-pixel speck
+    siou, ppv = frame_components(score, label, 0.5, min_pred=5, min_gt=5)
+    # For each object: |U| = 60, |k| = 25, |k & U| = 25, U on the other object = 25 -> 25 / 35.
+    assert siou == pytest.approx([25 / 35, 25 / 35])
+    assert ppv == pytest.approx([50 / 60])  # the speck is below min_pred
+
+
+def test_default_threshold_is_the_best_f1_threshold() -> None:
+    score, label = _blocks()
+    assert component_metrics([score], [label], min_pred=10, min_gt=10)["threshold"] == pytest.approx(
+        pixel_metrics([score], [label])["best_f1_threshold"]
+    )
