@@ -16,7 +16,16 @@ setup(
         ("share/" + package_name + "/weights", glob("gradunc_ros/weights/*")),
     ],
     # ROS installs resolve dependencies through package.xml (rosdep); pip users get them here.
-    install_requires=["setuptools", "numpy", "torch", "PyYAML", "safetensors", "opencv-python-headless", "tqdm"],
+    install_requires=[
+        "setuptools",
+        "numpy",
+        "torch",
+        "PyYAML",
+        "safetensors",
+        "opencv-python-headless",
+        "tqdm",
+        "matplotlib",
+    ],
     # setuptools >= 72 ignores tests_require: colcon test finds pytest through this extra.
     extras_require={"test": ["pytest<9"]},
     # The shipped default model travels inside the package, so pip installs have it too.
@@ -32,6 +41,8 @@ setup(
             "gradunc-infer = gradunc_ros.tools.infer:main",
             "gradunc-train = gradunc_ros.tools.train:main",
             "gradunc-export = gradunc_ros.tools.export:main",
+            "gradunc-eval = gradunc_ros.tools.evaluate:main",
+            "gradunc-calibrate = gradunc_ros.tools.calibrate:main",
         ],
     },
 )

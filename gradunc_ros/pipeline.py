@@ -42,6 +42,7 @@ class Prediction:
     score: np.ndarray  # H x W float32, higher = more anomalous
     logits: np.ndarray | None = None  # C x H x W float32, when asked for
     timings_ms: dict[str, float] = field(default_factory=dict)
+    scores: dict[str, np.ndarray] = field(default_factory=dict)  # extra scores asked for, by HeadSettings.name
 
 
 class SegmentationPipeline:
@@ -83,8 +84,10 @@ class SegmentationPipeline:
             torch.cuda.synchronize(self.device)
 
     @torch.no_grad()
-    def predict_batch(self, images: Sequence[np.ndarray], keep_logits: bool = False) -> list[Prediction]:
-        """Images of one size (H x W x 3 uint8 RGB) in one forward pass."""
+    def predict_batch(
+        self, images: Sequence[np.ndarray], keep_logits: bool = False, extra_scores: Sequence[HeadSettings] = ()
+    ) -> list[Prediction]:
+        """Images of one size (H x W x 3 uint8 RGB) in one forward pass; ``extra_scores`` come from the same pass."""
         if not images:
             return []
         size = images[0].shape[:2]
@@ -95,12 +98,16 @@ class SegmentationPipeline:
         x = resize_input(normalise(batch, self.loaded.spec.mean, self.loaded.spec.std), self.network_size(size))
         self._sync()
         inferred = time.perf_counter()
-        out = self.head(x)
+        all_settings = [self.settings, *extra_scores]
+        raw_logits, _, raw_scores = self.head.forward_many(x, all_settings)
         self._sync()
         done = time.perf_counter()
-        logits, score = self._to_image_size(out.logits, out.score, size)
+        logits = self._resize_logits(raw_logits, size)
+        resized = [
+            self._resize_score(score, one, size).cpu().numpy()
+            for one, score in zip(all_settings, raw_scores, strict=True)
+        ]
         labels = logits.argmax(dim=1).to(torch.uint8 if logits.shape[1] <= 256 else torch.int32).cpu().numpy()
-        scores = score.cpu().numpy()
         kept = logits.cpu().numpy() if keep_logits else None
         finished = time.perf_counter()
         timings = {
@@ -109,18 +116,31 @@ class SegmentationPipeline:
             "postprocess": 1e3 * (finished - done),
         }
         return [
-            Prediction(labels[i], scores[i], None if kept is None else kept[i], dict(timings))
+            Prediction(
+                labels[i],
+                resized[0][i],
+                None if kept is None else kept[i],
+                dict(timings),
+                {one.name: score[i] for one, score in zip(extra_scores, resized[1:], strict=True)},
+            )
             for i in range(len(images))
         ]
 
     def predict(self, image: np.ndarray, keep_logits: bool = False) -> Prediction:
         return self.predict_batch([image], keep_logits)[0]
 
-    def _to_image_size(self, logits: Tensor, score: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    @staticmethod
+    def _resize_logits(logits: Tensor, size: tuple[int, int]) -> Tensor:
         logits = logits.float()
         if tuple(logits.shape[-2:]) == tuple(size):
-            return logits, score
-        logits = F.interpolate(logits, size, mode="bilinear", align_corners=False)
-        if self.settings.is_gradient_score:
-            return logits, log_bilinear_resize(score, size, align_corners=False)
-        return logits, F.interpolate(score[:, None], size, mode="bilinear", align_corners=False)[:, 0]
+            return logits
+        return F.interpolate(logits, size, mode="bilinear", align_corners=False)
+
+    @staticmethod
+    def _resize_score(score: Tensor, settings: HeadSettings, size: tuple[int, int]) -> Tensor:
+        """Gradient scores are log norms: resized as norms, in the log domain; baselines linearly."""
+        if tuple(score.shape[-2:]) == tuple(size):
+            return score
+        if settings.is_gradient_score:
+            return log_bilinear_resize(score, size, align_corners=False)
+        return F.interpolate(score[:, None], size, mode="bilinear", align_corners=False)[:, 0]

@@ -38,6 +38,8 @@ def test_misclassification_auroc() -> None:
     perfect = misclassification_auroc([np.array([[0.1, 0.9, 0.2, -5.0]])], [prediction], [target])
     inverted = misclassification_auroc([np.array([[0.9, 0.1, 0.8, 5.0]])], [prediction], [target])
     assert perfect == 1.0 and inverted == 0.0
+    all_right = misclassification_auroc([np.zeros((1, 4))], [target], [target])
+    assert np.isnan(all_right)
 
 
 def test_brier_error() -> None:

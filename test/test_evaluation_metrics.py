@@ -130,6 +130,7 @@ def test_small_predictions_are_dropped_and_other_objects_do_not_count_against_si
 
 def test_default_threshold_is_the_best_f1_threshold() -> None:
     score, label = _blocks()
-    assert component_metrics([score], [label], min_pred=10, min_gt=10)["threshold"] == pytest.approx(
-        pixel_metrics([score], [label])["best_f1_threshold"]
-    )
+    best = pixel_metrics([score], [label])["best_f1_threshold"]
+    threshold = component_metrics([score], [label], min_pred=10, min_gt=10)["threshold"]
+    assert threshold < best and np.float32(threshold) == np.nextafter(np.float32(best), np.float32(-1))
+    assert np.array_equal(score > threshold, score >= best)

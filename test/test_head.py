@@ -215,3 +215,28 @@ def test_shipped_parameter_file_holds_valid_head_settings() -> None:
     params = yaml.safe_load((REPO / "config" / "gradunc.yaml").read_text())["gradunc_node"]["ros__parameters"]
     settings = HeadSettings.from_mapping({key: params[key] for key in ("score", "p", "mode", "resolution", "layer")})
     assert settings == HeadSettings()  # the file documents the defaults
+
+
+def test_many_scores_from_one_pass_equal_single_passes(deeplab, image) -> None:
+    settings = [
+        HeadSettings(score="pgn_oh", p=0.1),
+        HeadSettings(score="pgn_uni", p=2.0, mode="reference"),
+        HeadSettings(score="pgn_oh", p=0.5, layer="penultimate"),
+        HeadSettings(score="max_logit"),
+    ]
+    head = GradientUncertaintyHead(deeplab, "final.6", penultimate_conv="final.3", penultimate_bn="final.4")
+    calls = []
+    handle = deeplab.stem.register_forward_hook(lambda *_: calls.append(1))
+    logits, labels, scores = head.forward_many(image, settings)
+    assert len(calls) == 1  # one forward pass for every score
+    handle.remove()
+    for one, score in zip(settings, scores, strict=True):
+        head.settings = one
+        assert torch.equal(head(image).score, score), one.name
+    assert torch.equal(labels, logits.argmax(1))
+    assert [s.name for s in settings] == [
+        "pgn_oh_exact_p0.1",
+        "pgn_uni_reference_p2",
+        "pgn_oh_exact_p0.5_penultimate",
+        "max_logit",
+    ]

@@ -73,3 +73,16 @@ def test_device_choice() -> None:
         assert resolve_device("auto").type == "cpu"
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_extra_scores_come_with_the_prediction(pipeline: SegmentationPipeline, image: np.ndarray) -> None:
+    extra = [HeadSettings(score="entropy"), HeadSettings(score="pgn_uni", p=1.0)]
+    prediction = pipeline.predict_batch([image], extra_scores=extra)[0]
+    assert set(prediction.scores) == {"entropy", "pgn_uni_exact_p1"}
+    before = pipeline.settings
+    try:
+        for settings in extra:
+            pipeline.settings = settings
+            assert np.allclose(pipeline.predict(image).score, prediction.scores[settings.name], atol=1e-6)
+    finally:
+        pipeline.settings = before

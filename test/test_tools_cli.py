@@ -84,3 +84,52 @@ def test_train_smoke_run_resumes_and_is_seeded(tmp_path: Path, tiny_camvid: Path
 def test_train_without_data_is_one_clear_line(tmp_path: Path) -> None:
     result = _tool("train", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"), "--epochs", "1")
     assert result.returncode == 1 and "no images under" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_eval_writes_json_table_and_plots(tmp_path: Path, tiny_camvid: Path, random_weights) -> None:
+    result = _tool(
+        "evaluate", "--data", str(tiny_camvid), "--weights", str(random_weights), "--scores", "msp", "pgn_oh",
+        "--p", "0.5", "1", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert set(report["scores"]) == {
+        "msp",
+        "pgn_oh_exact_p0.5",
+        "pgn_oh_reference_p0.5",
+        "pgn_oh_exact_p1",
+        "pgn_oh_reference_p1",
+    }
+    for metrics in report["scores"].values():
+        for key in ("auprc", "auroc", "fpr95", "siou", "ppv", "f1_mean", "ause"):
+            assert np.isfinite(metrics[key]), key
+        assert "misclassification_auroc" in metrics  # nan where a random net gets every pixel wrong
+    # One-hot reference is half the exact score at p = 1: the same ranking, so the same AuPRC.
+    assert report["scores"]["pgn_oh_exact_p1"]["auprc"] == report["scores"]["pgn_oh_reference_p1"]["auprc"]
+    assert report["frames"] == 3 and 0 <= report["in_distribution"]["miou"] <= 1
+    assert "| msp |" in (tmp_path / "results.md").read_text()
+    for plot in ("curves.png", "histograms.png", "examples.png"):
+        assert cv2.imread(str(tmp_path / plot)) is not None
+
+
+def test_calibrate_writes_a_parameter_file_with_the_promised_rate(tmp_path: Path, tiny_camvid: Path, random_weights):
+    import yaml
+
+    out = tmp_path / "params.yaml"
+    common = ["--data", str(tiny_camvid), "--weights", str(random_weights), "--score", "pgn_oh", "--p", "0.5"]
+    result = _tool("calibrate", *common, "--target-fpr", "0.1", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    params = yaml.safe_load(out.read_text())["gradunc_node"]["ros__parameters"]
+    assert params["score"] == "pgn_oh" and params["p"] == 0.5
+    # Check the promise on the same frames: at most 10 % of in-distribution pixels above the threshold.
+    pipeline_scores = []
+    infer = _tool("infer", "--weights", str(random_weights), "--score", "pgn_oh", "--p", "0.5", "--out", str(tmp_path),
+                  *[str(p) for p in sorted((tiny_camvid / "val" / "images").glob("*.jpg"))])  # fmt: skip
+    assert infer.returncode == 0, infer.stderr
+    for npz in sorted(tmp_path.glob("*.npz")):
+        label = read_label(tiny_camvid / "val" / "labels" / f"{npz.stem}.png")
+        pipeline_scores.append(np.load(npz)["score"][label < 9])
+    flagged = np.mean(np.concatenate(pipeline_scores) > params["threshold"])
+    assert 0.05 < flagged <= 0.1
+    best = _tool("calibrate", *common, "--best-f1", "--out", str(out))
+    assert best.returncode == 0 and "best pixel F1" in best.stdout

@@ -88,10 +88,14 @@ class OodDataset:
     min_gt: int
     semantic_targets: np.ndarray | None = None  # raw label -> scored class id, where in-distribution classes exist
 
-    def labels(self, frame: Frame) -> np.ndarray:
+    def raw_labels(self, frame: Frame) -> np.ndarray:
         if frame.label is None:
             raise FileNotFoundError(f"frame {frame.name} has no label image")
-        return self.ood_labels[read_label(frame.label)]
+        return read_label(frame.label)
+
+    def labels(self, frame: Frame) -> np.ndarray:
+        """OoD labels: 0 in-distribution, 1 OoD, 255 void."""
+        return self.ood_labels[self.raw_labels(frame)]
 
 
 def _paired(images: list[Path], label_for) -> list[Frame]:

@@ -25,8 +25,10 @@ from .metrics import pixel_metrics
 def misclassification_auroc(
     scores: Sequence[np.ndarray], predictions: Sequence[np.ndarray], targets: Sequence[np.ndarray]
 ) -> float:
-    """AuROC of ``scores`` for detecting pixels where the prediction is wrong."""
+    """AuROC of ``scores`` for detecting pixels where the prediction is wrong (nan if all are right or all wrong)."""
     labels = [np.where(t == IGNORE, 255, (p != t).astype(np.uint8)) for p, t in zip(predictions, targets, strict=True)]
+    if not any((lab == 0).any() for lab in labels) or not any((lab == 1).any() for lab in labels):
+        return float("nan")
     return pixel_metrics(scores, labels)["auroc"]
 
 

@@ -22,6 +22,7 @@ Scores: higher = more anomalous.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -45,8 +46,32 @@ def _frames(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]):
         yield score, label
 
 
-def pixel_metrics(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> dict[str, float]:
-    """AuPRC, AuROC, FPR95, best F1 and its threshold over all non-void pixels of all frames."""
+@dataclass(frozen=True)
+class PixelCounts:
+    """Counts at every distinct OoD score, thresholds from high to low (mask ``score >= threshold``)."""
+
+    thresholds: np.ndarray
+    tp: np.ndarray
+    fp: np.ndarray
+    positives: int
+    negatives: int
+    auroc: float
+
+    @property
+    def recall(self) -> np.ndarray:
+        return self.tp / self.positives
+
+    @property
+    def precision(self) -> np.ndarray:
+        return self.tp / (self.tp + self.fp)
+
+    @property
+    def fpr(self) -> np.ndarray:
+        return self.fp / self.negatives
+
+
+def pixel_counts(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> PixelCounts:
+    """TP and FP at each distinct OoD score, and the exact AuROC, in two passes over the frames."""
     positives = [score[label == 1] for score, label in _frames(scores, labels)]  # input dtype kept: no new ties
     positive = np.sort(np.concatenate(positives)) if positives else np.empty(0, np.float32)
     if positive.size == 0:
@@ -61,33 +86,50 @@ def pixel_metrics(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]) ->
         negative = score[label == 0]
         negatives += negative.size
         # bin j = number of thresholds <= s: the negative counts as FP for thresholds 0..j-1.
-        negatives_per_bin += np.bincount(
-            np.searchsorted(thresholds, negative, side="right"), minlength=thresholds.size + 1
-        )
+        bins = np.searchsorted(thresholds, negative, side="right")
+        negatives_per_bin += np.bincount(bins, minlength=thresholds.size + 1)
         below_or_equal = np.searchsorted(positive, negative, side="right")
         below = np.searchsorted(positive, negative, side="left")
         auroc_sum += float((positive.size - below_or_equal).sum()) + 0.5 * float((below_or_equal - below).sum())
     if negatives == 0:
         raise ValueError("no in-distribution pixels (label 0): the pixel metrics are undefined")
     fp = np.cumsum(negatives_per_bin[::-1])[::-1][1:].astype(np.float64)  # negatives >= thresholds[i]
-    # Walk thresholds from high to low: recall rises at each distinct OoD score.
-    tp_desc, fp_desc = tp[::-1], fp[::-1]
-    recall = tp_desc / positive.size
-    precision = tp_desc / (tp_desc + fp_desc)
+    return PixelCounts(
+        thresholds=thresholds[::-1],
+        tp=tp[::-1],
+        fp=fp[::-1],
+        positives=int(positive.size),
+        negatives=int(negatives),
+        auroc=auroc_sum / (positive.size * negatives),
+    )
+
+
+def pixel_metrics(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> dict[str, float]:
+    """AuPRC, AuROC, FPR95, best F1 and its threshold over all non-void pixels of all frames."""
+    return metrics_from_counts(pixel_counts(scores, labels))
+
+
+def metrics_from_counts(counts: PixelCounts) -> dict[str, float]:
+    recall, precision = counts.recall, counts.precision
     auprc = float(np.sum(np.diff(recall, prepend=0.0) * precision))
     reached = np.nonzero(recall >= 0.95 - 1e-12)[0]
-    fpr95 = float(fp_desc[reached[0]] / negatives) if reached.size else 1.0
-    f1 = 2 * tp_desc / (tp_desc + fp_desc + positive.size)
+    fpr95 = float(counts.fpr[reached[0]]) if reached.size else 1.0
+    f1 = 2 * counts.tp / (counts.tp + counts.fp + counts.positives)
     best = int(np.argmax(f1))
     return {
         "auprc": auprc,
-        "auroc": auroc_sum / (positive.size * negatives),
+        "auroc": counts.auroc,
         "fpr95": fpr95,
         "best_f1": float(f1[best]),
-        "best_f1_threshold": float(thresholds[::-1][best]),
-        "ood_pixels": int(positive.size),
-        "in_distribution_pixels": int(negatives),
+        "best_f1_threshold": float(counts.thresholds[best]),
+        "ood_pixels": counts.positives,
+        "in_distribution_pixels": counts.negatives,
     }
+
+
+def strictly_above(threshold: float) -> float:
+    """The threshold d for which ``score > d`` selects exactly ``score >= threshold`` (float32 scores)."""
+    return float(np.nextafter(np.float32(threshold), np.float32(-np.inf)))
 
 
 def _components(mask: np.ndarray) -> tuple[int, np.ndarray]:
@@ -139,13 +181,14 @@ def component_metrics(
 ) -> dict[str, float]:
     """Component-level sIoU, PPV and F1 over the taus 0.25..0.75 (SMIYC), pooled over frames.
 
-    ``threshold`` defaults to the pixel-level best-F1 threshold; the
-    predicted mask is ``score > threshold``.  Defaults ``min_pred=500``,
+    ``threshold`` defaults to just below the pixel-level best-F1 threshold,
+    so that the predicted mask ``score > threshold`` is the best-F1 mask.  Defaults ``min_pred=500``,
     ``min_gt=100`` are RoadAnomaly21's (RoadObstacle21: 50 and 10).
     """
     frames = list(_frames(scores, labels))
-    if threshold is None:
-        threshold = pixel_metrics([s for s, _ in frames], [lab for _, lab in frames])["best_f1_threshold"]
+    if threshold is None:  # the best-F1 mask (score >= t) as the benchmark's "score > d"
+        best = pixel_metrics([s for s, _ in frames], [lab for _, lab in frames])["best_f1_threshold"]
+        threshold = strictly_above(best)
     all_siou: list[float] = []
     all_ppv: list[float] = []
     for score, label in frames:

@@ -17,7 +17,7 @@ Resolutions (method.md, section 1):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -65,6 +65,15 @@ class HeadSettings:
     @property
     def is_gradient_score(self) -> bool:
         return self.score in GRADIENT_SCORES
+
+    @property
+    def name(self) -> str:
+        """A short unique name, e.g. ``pgn_oh_exact_p0.3`` or ``entropy``."""
+        if not self.is_gradient_score:
+            return self.score
+        suffix = "" if self.layer == "last" else "_penultimate"
+        suffix += "" if self.resolution == "last_layer" else "_output"
+        return f"{self.score}_{self.mode}_p{self.p:g}{suffix}"
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> HeadSettings:
@@ -117,6 +126,7 @@ class GradientUncertaintyHead(nn.Module):
         self.penultimate_conv = model.get_submodule(penultimate_conv) if penultimate_conv else None
         self.penultimate_bn = model.get_submodule(penultimate_bn) if penultimate_bn else None
         self._captured: dict[str, Tensor] = {}
+        self._wanted: dict[str, bool] = {}  # what the pass in progress needs captured
         self.last_layer.register_forward_hook(self._capture_last)
         if self.penultimate_conv is not None:
             self.penultimate_conv.register_forward_hook(self._capture_penultimate)
@@ -129,40 +139,56 @@ class GradientUncertaintyHead(nn.Module):
     @settings.setter
     def settings(self, value: HeadSettings) -> None:
         """Change what is computed between frames (e.g. a run-time parameter update)."""
-        if value.layer == "penultimate":
+        self._check_supported(value)
+        self._settings = value
+
+    def _check_supported(self, settings: HeadSettings) -> None:
+        if settings.layer == "penultimate":
             if not isinstance(self.penultimate_conv, nn.Conv2d) or not isinstance(self.penultimate_bn, nn.BatchNorm2d):
                 raise ValueError(
                     "the penultimate score needs penultimate_conv (Conv2d) and penultimate_bn (BatchNorm2d)"
                 )
             if not isinstance(self.last_layer, nn.Conv2d):
                 raise ValueError("the penultimate score needs a 1x1 Conv2d last layer")
-        self._settings = value
 
     def _capture_last(self, _module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-        if self._settings.is_gradient_score:
+        if self._wanted.get("last"):
             self._captured["last_input"] = inputs[0]
             self._captured["last_output"] = output
 
     def _capture_penultimate(self, _module: nn.Module, inputs: tuple[Tensor, ...], _output: Tensor) -> None:
-        if self._settings.is_gradient_score and self._settings.layer == "penultimate":
+        if self._wanted.get("penultimate"):
             self._captured["conv_input"] = inputs[0]
 
-    @torch.no_grad()
     def forward(self, images: Tensor) -> HeadOutput:
-        settings = self._settings  # one consistent set for the whole pass
+        logits, labels, (score,) = self.forward_many(images, [self._settings])
+        return HeadOutput(logits=logits, labels=labels, score=score)
+
+    @torch.no_grad()
+    def forward_many(
+        self, images: Tensor, settings_list: Sequence[HeadSettings]
+    ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """One forward pass, several scores: (logits, labels, one score per entry of ``settings_list``)."""
+        for settings in settings_list:
+            self._check_supported(settings)
+        self._wanted = {
+            "last": any(s.is_gradient_score for s in settings_list),
+            "penultimate": any(s.is_gradient_score and s.layer == "penultimate" for s in settings_list),
+        }
         self._captured.clear()
         try:
             logits = self.model(images)
             if not isinstance(logits, Tensor) or logits.dim() != 4:
                 raise TypeError("the wrapped model must return N x C x H x W logits as one tensor")
             labels = logits.argmax(dim=1)
-            if settings.is_gradient_score:
-                score = self._gradient_score(settings, logits)
-            else:
-                score = BASELINES[settings.score](logits)
+            scores = [
+                self._gradient_score(s, logits) if s.is_gradient_score else BASELINES[s.score](logits)
+                for s in settings_list
+            ]
         finally:
             self._captured.clear()
-        return HeadOutput(logits=logits, labels=labels, score=score)
+            self._wanted = {}
+        return logits, labels, scores
 
     def _gradient_score(self, settings: HeadSettings, logits: Tensor) -> Tensor:
         if "last_input" not in self._captured:
