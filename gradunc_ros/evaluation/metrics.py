@@ -21,7 +21,9 @@ Scores: higher = more anomalous.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -79,18 +81,31 @@ def pixel_counts(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> 
     thresholds, first = np.unique(positive, return_index=True)  # ascending distinct OoD scores
     # OoD pixels scoring >= each threshold: all from the first occurrence on.
     tp = (positive.size - first).astype(np.float64)
-    negatives_per_bin = np.zeros(thresholds.size + 1, dtype=np.int64)
-    auroc_sum = 0.0
-    negatives = 0
-    for score, label in _frames(scores, labels):
-        negative = score[label == 0]
-        negatives += negative.size
+    # OoD pixels scoring <= thresholds[j - 1], for j = 0..m (index 0: none).
+    at_most = np.concatenate([first, [positive.size]])
+
+    def count_frame(frame: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, float, float, int]:
+        score, label = frame
+        negative = np.sort(np.asarray(score)[np.asarray(label) == 0])  # sorted keys: a fast search
         # bin j = number of thresholds <= s: the negative counts as FP for thresholds 0..j-1.
         bins = np.searchsorted(thresholds, negative, side="right")
-        negatives_per_bin += np.bincount(bins, minlength=thresholds.size + 1)
-        below_or_equal = np.searchsorted(positive, negative, side="right")
-        below = np.searchsorted(positive, negative, side="left")
-        auroc_sum += float((positive.size - below_or_equal).sum()) + 0.5 * float((below_or_equal - below).sum())
+        # Mann-Whitney: OoD pixels above each negative, and half of those equal to it.
+        below_or_equal = at_most[bins]
+        previous = np.maximum(bins - 1, 0)
+        below = np.where((bins > 0) & (thresholds[previous] == negative), at_most[previous], below_or_equal)
+        greater = float(positive.size * negative.size - below_or_equal.sum(dtype=np.int64))
+        ties = float((below_or_equal - below).sum(dtype=np.int64))
+        return np.bincount(bins, minlength=thresholds.size + 1), greater, ties, negative.size
+
+    negatives_per_bin = np.zeros(thresholds.size + 1, dtype=np.int64)
+    greater = ties = 0.0
+    negatives = 0
+    # NumPy's sort and search release the GIL: frames are counted on every core.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for frame_bins, frame_greater, frame_ties, count in pool.map(count_frame, zip(scores, labels, strict=True)):
+            negatives_per_bin += frame_bins
+            greater, ties, negatives = greater + frame_greater, ties + frame_ties, negatives + count
+    auroc_sum = greater + 0.5 * ties
     if negatives == 0:
         raise ValueError("no in-distribution pixels (label 0): the pixel metrics are undefined")
     fp = np.cumsum(negatives_per_bin[::-1])[::-1][1:].astype(np.float64)  # negatives >= thresholds[i]
