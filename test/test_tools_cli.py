@@ -101,7 +101,7 @@ def test_eval_writes_json_table_and_plots(tmp_path: Path, tiny_camvid: Path, ran
         "pgn_oh_reference_p1",
     }
     for metrics in report["scores"].values():
-        for key in ("auprc", "auroc", "fpr95", "siou", "ppv", "f1_mean", "ause"):
+        for key in ("auprc", "auroc", "fpr95", "siou", "ppv", "f1_mean", "ause", "segments"):
             assert np.isfinite(metrics[key]), key
         assert "misclassification_auroc" in metrics  # nan where a random net gets every pixel wrong
     # One-hot reference is half the exact score at p = 1: the same ranking, so the same AuPRC.

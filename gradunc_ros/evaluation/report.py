@@ -13,6 +13,7 @@ from .runner import Evaluation
 COLUMNS = (
     ("auprc", "AuPRC"), ("auroc", "AuROC"), ("fpr95", "FPR95"), ("siou", "sIoU"), ("ppv", "PPV"),
     ("f1_mean", "mean F1"), ("misclassification_auroc", "misclass. AuROC"), ("ause", "AuSE"),
+    ("meta_auroc", "meta AuROC"), ("meta_r2", "meta R²"),
 )  # fmt: skip
 
 

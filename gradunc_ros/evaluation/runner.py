@@ -18,6 +18,7 @@ from ..pipeline import SegmentationPipeline
 from ..uncertainty import HeadSettings
 from .datasets import IGNORE, OodDataset, read_rgb
 from .indistribution import CalibrationBins, brier_error, misclassification_auroc, sparsification
+from .metaseg import adjusted_iou, meta_scores, segment_features, segment_ids
 from .metrics import PixelCounts, component_metrics, metrics_from_counts, pixel_counts
 from .segmentation import confusion_matrix, iou_per_class
 
@@ -56,13 +57,15 @@ def evaluate(
     progress: Callable = lambda items, **_: items,
 ) -> Evaluation:
     """Pixel and component OoD metrics per score; with semantic labels also mIoU, ECE,
-    misclassification AuROC and AuSE."""
+    misclassification AuROC, AuSE and segment-wise quality (MetaSeg features: segment sizes and
+    the statistics of that one score)."""
     frames = dataset.frames[:max_frames]
     names = [s.name for s in settings]
     if len(set(names)) != len(names):
         raise ValueError("each score may be asked for once")
     maps: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    ood_labels, predictions, targets, errors = [], [], [], []
+    ood_labels, predictions, targets, errors, segment_iou = [], [], [], [], []
+    segment_rows: dict[str, list[np.ndarray]] = {name: [] for name in names}
     semantic = dataset.semantic_targets
     num_classes = len(pipeline.loaded.class_names)
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
@@ -88,6 +91,12 @@ def evaluate(
             predictions.append(prediction.labels)
             targets.append(target)
             errors.append(brier_error(probs, target).astype(np.float32))
+            ids, classes = segment_ids(prediction.labels)
+            valid = target != IGNORE
+            kept = np.bincount(ids[valid], minlength=classes.size) > 0  # segments wholly in void are dropped
+            segment_iou.append(adjusted_iou(ids, classes, target)[kept])
+            for name in names:
+                segment_rows[name].append(segment_features(ids, {name: prediction.scores[name]}, valid)[kept])
         if index % example_every == 0 and len(result.examples) < examples:
             result.examples.append(
                 {"name": frame.name, "image": image, "labels": prediction.labels, "scores": prediction.scores,
@@ -109,6 +118,7 @@ def evaluate(
             metrics["misclassification_auroc"] = misclassification_auroc(maps[name], predictions, targets)
             pooled = np.concatenate([m.ravel() for m in maps[name]])
             metrics["ause"] = sparsification(pooled, pooled_error)["ause"]
+            metrics.update(meta_scores(np.concatenate(segment_rows[name]), np.concatenate(segment_iou)))
         result.scores[name] = metrics
         result.counts[name] = counts
         result.histograms[name] = _histogram(maps[name], ood_labels)
