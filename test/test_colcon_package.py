@@ -40,7 +40,20 @@ def colcon_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if colcon is None:
         pytest.skip("colcon is not installed (make setup installs it)")
     workspace = tmp_path_factory.mktemp("ws")
-    ignore = shutil.ignore_patterns(".venv", ".git", "build", "install", "log", "__pycache__", "*.egg-info", ".*cache")
+    ignore = shutil.ignore_patterns(
+        ".venv",
+        ".git",
+        ".train",
+        ".data",
+        ".whl",
+        "build",
+        "install",
+        "log",
+        "demo_out",
+        "__pycache__",
+        "*.egg-info",
+        ".*cache",
+    )
     shutil.copytree(REPO, workspace / "src" / PACKAGE, ignore=ignore)
     _colcon(workspace, "build")
     return workspace

@@ -1,4 +1,4 @@
-"""The core (gradunc_ros.uncertainty) runs without ROS: importing it loads no ROS module."""
+"""The core (uncertainty, models, evaluation, pipeline) runs without ROS: importing it loads no ROS module."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ ROS_MODULES = ("rclpy", "sensor_msgs", "std_msgs", "rosidl", "rcl_interfaces")
 
 def test_importing_the_core_loads_no_ros_module() -> None:
     code = (
-        "import sys, gradunc_ros.uncertainty, gradunc_ros.uncertainty.autograd_reference;"
+        "import sys, gradunc_ros.uncertainty, gradunc_ros.uncertainty.autograd_reference, gradunc_ros.models,"
+        " gradunc_ros.evaluation.runner, gradunc_ros.evaluation.report, gradunc_ros.pipeline;"
         f"loaded = sorted(m for m in sys.modules if m.split('.')[0].startswith({ROS_MODULES!r}));"
         "print(loaded); sys.exit(1 if loaded else 0)"
     )
