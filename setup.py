@@ -37,6 +37,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
+            "gradunc_node = gradunc_ros.ros.node:main",
             "gradunc-selfcheck = gradunc_ros.tools.selfcheck:main",
             "gradunc-infer = gradunc_ros.tools.infer:main",
             "gradunc-train = gradunc_ros.tools.train:main",

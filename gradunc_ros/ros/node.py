@@ -1,0 +1,270 @@
+"""gradunc_node: cameras in; semantic labels, uncertainty and OoD obstacle masks out.
+
+Callbacks never block: each camera keeps only its newest frame in a slot; a
+worker thread decodes, runs one forward pass for the frames that are ready
+(batched when they share a size), and publishes.  A frame replaced in its
+slot before the worker took it is counted as dropped.  Every output carries
+its input's header.  See config/gradunc.yaml for the parameters.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+
+from ..models import CheckpointError, load_model
+from ..overlay import blend, colourise
+from ..pipeline import SegmentationPipeline
+from ..postprocess import ood_mask
+from ..tools.common import size_argument
+from .codec import ImageDecodeError, array_to_image, compressed_to_rgb, image_to_rgb
+from .parameters import PARAMETERS, RuntimeSettings, declare_all, runtime_settings
+
+OUTPUTS = ("labels", "uncertainty", "ood_mask", "overlay")
+RUNTIME = [name for name, spec in PARAMETERS.items() if not spec[2]]
+
+
+@dataclass
+class Camera:
+    topic: str
+    compressed: bool
+    prefix: str
+    publishers: dict = field(default_factory=dict)
+    pending: object = None  # the newest frame, waiting for the worker
+    received: int = 0
+    processed: int = 0
+    dropped: int = 0
+    bad: int = 0
+    processed_at_last_status: int = 0
+    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=600))
+    reported: set = field(default_factory=set)
+
+
+def output_prefixes(topics: list[str]) -> list[str]:
+    """Outputs go to <camera namespace>/gradunc/...; cameras sharing a namespace get <topic>/gradunc/..."""
+    bases = [t.removesuffix("/compressed") for t in topics]
+    parents = [
+        b.rsplit("/", 1)[0] if "/" in b.strip("/") or b.startswith("/") and b.count("/") > 1 else "" for b in bases
+    ]
+    if len(set(parents)) == len(parents):
+        return [f"{p}/gradunc" if p else "gradunc" for p in parents]
+    return [f"{b}/gradunc" for b in bases]
+
+
+def _qos(reliability: str, depth: int) -> QoSProfile:
+    if reliability == "best_effort":
+        return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
+    if reliability == "reliable":
+        return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+    raise ValueError(f"reliability must be best_effort or reliable, got {reliability!r}")
+
+
+class GraduncNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("gradunc_node", **kwargs)
+        declare_all(self)
+        value = self._value
+        loaded = load_model(value("model") or None, value("weights") or None)
+        self._class_names, self._colours = loaded.class_names, loaded.colours
+        self._settings = runtime_settings({n: value(n) for n in RUNTIME}, loaded.class_names)
+        input_size = size_argument(value("input_size")) if value("input_size") else None
+        self._pipeline = SegmentationPipeline(
+            loaded, self._settings.head, device=value("device"), input_size=input_size
+        )
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stopping = False
+        topics = list(value("image_topics"))
+        if not topics:
+            raise ValueError("image_topics is empty: give at least one camera topic")
+        input_qos = qos_profile_sensor_data if value("input_reliability") == "best_effort" else _qos("reliable", 5)
+        output_qos = _qos(value("output_reliability"), 10)
+        self._cameras = []
+        for topic, prefix in zip(topics, output_prefixes(topics), strict=True):
+            camera = Camera(topic, topic.endswith("/compressed"), prefix)
+            for name in OUTPUTS:
+                camera.publishers[name] = self.create_publisher(Image, f"{prefix}/{name}", output_qos)
+            kind = CompressedImage if camera.compressed else Image
+            self.create_subscription(kind, topic, lambda msg, c=camera: self._on_frame(c, msg), input_qos)
+            self._cameras.append(camera)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._status_period = float(value("status_period"))
+        self.create_timer(self._status_period, self._publish_status)
+        self.create_timer(float(value("log_period")), self._log_summary)
+        self._worker = threading.Thread(target=self._work, name="gradunc_inference", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"{loaded.spec.name} ({loaded.weights}) on {self._pipeline.device}; "
+            + "; ".join(f"{c.topic} -> {c.prefix}/{{{','.join(OUTPUTS)}}}" for c in self._cameras)
+        )
+
+    def _value(self, name: str):
+        return self.get_parameter(name).value
+
+    # --- callbacks: never block -------------------------------------------------------------------
+
+    def _on_frame(self, camera: Camera, msg) -> None:
+        with self._lock:
+            camera.received += 1
+            if camera.pending is not None:
+                camera.dropped += 1
+            camera.pending = msg
+            self._wake.notify()
+
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        values = {n: self._value(n) for n in RUNTIME}
+        values.update({p.name: p.value for p in parameters if p.name in values})
+        try:
+            settings = runtime_settings(values, self._class_names)
+        except ValueError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        with self._lock:
+            self._settings = settings
+        return SetParametersResult(successful=True)
+
+    # --- the worker ---------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while not self._stopping and not any(c.pending is not None for c in self._cameras):
+                    self._wake.wait(0.5)
+                if self._stopping:
+                    return
+                taken = [(c, c.pending) for c in self._cameras if c.pending is not None]
+                for camera, _ in taken:
+                    camera.pending = None
+                settings = self._settings
+            try:
+                self._process(taken, settings)
+            except Exception as error:  # noqa: BLE001 - one bad batch must not stop the node
+                self.get_logger().error(f"inference failed, {len(taken)} frame(s) skipped: {error}")
+                _free_device_memory()
+
+    def _process(self, taken: list, settings: RuntimeSettings) -> None:
+        if self._pipeline.settings != settings.head:
+            self._pipeline.settings = settings.head
+        by_size: dict[tuple, list] = {}
+        for camera, msg in taken:
+            try:
+                image = compressed_to_rgb(msg) if camera.compressed else image_to_rgb(msg)
+            except ImageDecodeError as error:
+                self._reject(camera, str(error))
+                continue
+            by_size.setdefault(image.shape, []).append((camera, msg, image))
+        for group in by_size.values():
+            predictions = self._pipeline.predict_batch([image for _, _, image in group])
+            for (camera, msg, image), prediction in zip(group, predictions, strict=True):
+                self._publish(camera, msg.header, image, prediction, settings)
+
+    def _reject(self, camera: Camera, reason: str) -> None:
+        with self._lock:
+            camera.bad += 1
+            first = reason not in camera.reported
+            camera.reported.add(reason)
+        if first:  # one log line per camera and reason, not one per frame
+            self.get_logger().warn(f"{camera.topic}: skipping frames: {reason}")
+
+    def _publish(self, camera: Camera, header, image: np.ndarray, prediction, settings: RuntimeSettings) -> None:
+        publishers = camera.publishers
+        publishers["labels"].publish(array_to_image(prediction.labels, "mono8", header))
+        publishers["uncertainty"].publish(array_to_image(prediction.score.astype(np.float32), "32FC1", header))
+        mask = ood_mask(prediction.score, prediction.labels, settings.mask)
+        publishers["ood_mask"].publish(array_to_image(mask, "mono8", header))
+        if settings.publish_overlay:
+            overlay = blend(image, colourise(prediction.labels, self._colours))
+            overlay[mask > 0] = (255, 0, 255)
+            publishers["overlay"].publish(array_to_image(overlay, "rgb8", header))
+        now = self.get_clock().now().nanoseconds
+        stamp = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        with self._lock:
+            camera.processed += 1
+            camera.latencies_ms.append((now - stamp) / 1e6)
+
+    # --- status -------------------------------------------------------------------------------------
+
+    def _camera_status(self, camera: Camera) -> dict[str, float]:
+        with self._lock:
+            latencies = np.asarray(camera.latencies_ms) if camera.latencies_ms else np.full(1, np.nan)
+            rate = (camera.processed - camera.processed_at_last_status) / self._status_period
+            camera.processed_at_last_status = camera.processed
+            return {
+                "received": camera.received, "processed": camera.processed, "dropped": camera.dropped,
+                "bad_frames": camera.bad, "rate_hz": rate,
+                "latency_p50_ms": float(np.percentile(latencies, 50)),
+                "latency_p95_ms": float(np.percentile(latencies, 95)),
+            }  # fmt: skip
+
+    def _publish_status(self) -> None:
+        message = DiagnosticArray()
+        message.header.stamp = self.get_clock().now().to_msg()
+        for camera in self._cameras:
+            values = self._camera_status(camera)
+            status = DiagnosticStatus(name=f"gradunc_node: {camera.topic}", hardware_id=str(self._pipeline.device))
+            status.level = DiagnosticStatus.WARN if values["bad_frames"] else DiagnosticStatus.OK
+            status.message = "bad frames skipped" if values["bad_frames"] else "ok"
+            status.values = [KeyValue(key=k, value=f"{v:.6g}") for k, v in values.items()]
+            message.status.append(status)
+        self._diagnostics.publish(message)
+
+    def _log_summary(self) -> None:
+        for camera in self._cameras:
+            with self._lock:
+                latencies = list(camera.latencies_ms)
+                counts = (camera.received, camera.processed, camera.dropped, camera.bad)
+            p95 = f"{np.percentile(latencies, 95):.1f} ms" if latencies else "n/a"
+            self.get_logger().info(
+                f"{camera.topic}: received {counts[0]}, processed {counts[1]}, dropped {counts[2]}, "
+                f"bad {counts[3]}, stamp-to-publish p95 {p95}"
+            )
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._wake.notify_all()
+        self._worker.join(timeout=10.0)
+
+
+def _free_device_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = GraduncNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (CheckpointError, KeyError, RuntimeError, ValueError) as error:
+        rclpy.logging.get_logger("gradunc_node").fatal(f"cannot start: {error}")
+        code = 1
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""gradunc_node as a process, talked to over real DDS: outputs, headers, parameters, drops, shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+
+from gradunc_ros.models import get_spec, load_model, save_safetensors  # noqa: E402
+from gradunc_ros.pipeline import SegmentationPipeline  # noqa: E402
+from gradunc_ros.ros.codec import array_to_image, image_array  # noqa: E402
+
+pytestmark = pytest.mark.process
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("node") / "erfnet_random.safetensors"
+    return save_safetensors(
+        get_spec("erfnet").build(), path, model_name="erfnet", class_names=[f"c{i}" for i in range(9)]
+    )
+
+
+@pytest.fixture(scope="module")
+def ros_env(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    home = tmp_path_factory.mktemp("ros_home")
+    env = {**os.environ, "ROS_HOME": str(home), "ROS_LOG_DIR": str(home / "log"), "PYTHONUNBUFFERED": "1"}
+    env["ROS_DOMAIN_ID"] = str(100 + os.getpid() % 100)  # keep parallel runs apart
+    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_HOME", "ROS_LOG_DIR")})
+    return env
+
+
+@pytest.fixture(scope="module")
+def node_process(weights: Path, ros_env: dict, tmp_path_factory: pytest.TempPathFactory):
+    log = tmp_path_factory.mktemp("node_log") / "node.log"
+    command = [
+        sys.executable, "-m", "gradunc_ros.ros.node", "--ros-args",
+        "-p", f"weights:={weights}",
+        "-p", "image_topics:=[/cam_a/image_raw, /cam_b/image_raw/compressed]",
+        "-p", "input_reliability:=reliable", "-p", "publish_overlay:=true", "-p", "status_period:=0.5",
+    ]  # fmt: skip
+    with log.open("w") as handle:
+        process = subprocess.Popen(command, env=ros_env, stdout=handle, stderr=subprocess.STDOUT)
+    yield process, log
+    if process.poll() is None:
+        process.kill()
+
+
+@pytest.fixture(scope="module")
+def peer(node_process, ros_env):
+    rclpy.init()
+    node = rclpy.create_node("gradunc_test_peer")
+    received: dict[str, list] = {}
+    for camera in ("cam_a", "cam_b"):
+        for output in ("labels", "uncertainty", "ood_mask", "overlay"):
+            topic = f"/{camera}/gradunc/{output}"
+            received[topic] = []
+            node.create_subscription(Image, topic, lambda m, t=topic: received[t].append(m), RELIABLE)
+    publishers = {
+        "cam_a": node.create_publisher(Image, "/cam_a/image_raw", RELIABLE),
+        "cam_b": node.create_publisher(CompressedImage, "/cam_b/image_raw/compressed", RELIABLE),
+    }
+    yield node, publishers, received
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+def _spin_until(node, condition, timeout: float, publish=None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if publish is not None:
+            publish()
+        rclpy.spin_once(node, timeout_sec=0.2)
+        if condition():
+            return True
+    return False
+
+
+def _frame(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+
+
+def _send(publishers, image: np.ndarray, stamp_sec: int) -> None:
+    raw = array_to_image(image, "rgb8")
+    raw.header.stamp.sec, raw.header.frame_id = stamp_sec, "camera_a"
+    publishers["cam_a"].publish(raw)
+    compressed = CompressedImage(format="png", data=cv2.imencode(".png", image[..., ::-1])[1].tobytes())
+    compressed.header.stamp.sec, compressed.header.frame_id = stamp_sec, "camera_b"
+    publishers["cam_b"].publish(compressed)
+
+
+def test_both_cameras_get_every_output_with_their_header(peer, weights) -> None:
+    node, publishers, received = peer
+    image = _frame(1)
+    assert _spin_until(node, lambda: all(received.values()), 90, lambda: _send(publishers, image, 1234)), {
+        k: len(v) for k, v in received.items()
+    }
+    pipeline = SegmentationPipeline(load_model(weights=weights), device="cpu")
+    expected = pipeline.predict(image)
+    for camera, frame_id in (("cam_a", "camera_a"), ("cam_b", "camera_b")):
+        outputs = {
+            name: received[f"/{camera}/gradunc/{name}"][-1] for name in ("labels", "uncertainty", "ood_mask", "overlay")
+        }
+        for name, encoding in (
+            ("labels", "mono8"),
+            ("uncertainty", "32FC1"),
+            ("ood_mask", "mono8"),
+            ("overlay", "rgb8"),
+        ):
+            msg = outputs[name]
+            assert (msg.encoding, msg.width, msg.height) == (encoding, 64, 48), name
+            assert (msg.header.stamp.sec, msg.header.frame_id) == (1234, frame_id), name
+        # Lossless frames on both cameras: labels equal the pipeline's (and gradunc-infer's) exactly.
+        assert np.array_equal(image_array(outputs["labels"]), expected.labels)
+        assert np.allclose(image_array(outputs["uncertainty"]), expected.score, atol=1e-4)
+        assert set(np.unique(image_array(outputs["ood_mask"]))) <= {0, 255}
+
+
+def _set(node, **values) -> list:
+    client = node.create_client(SetParameters, "/gradunc_node/set_parameters")
+    assert client.wait_for_service(timeout_sec=20)
+    request = SetParameters.Request()
+    for name, value in values.items():
+        if isinstance(value, float):
+            request.parameters.append(
+                Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))
+            )
+        else:
+            request.parameters.append(
+                Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value))
+            )
+    future = client.call_async(request)
+    assert _spin_until(node, future.done, 20)
+    return future.result().results
+
+
+def test_runtime_parameter_changes_take_effect_and_bad_ones_are_refused(peer) -> None:
+    node, publishers, received = peer
+    results = _set(node, score="msp")
+    assert results[0].successful
+    topic = "/cam_a/gradunc/uncertainty"
+    received[topic].clear()
+    image = _frame(2)
+
+    def msp_arrived() -> bool:
+        return bool(received[topic]) and float(image_array(received[topic][-1]).max()) <= 1.0
+
+    assert _spin_until(node, msp_arrived, 60, lambda: _send(publishers, image, 5))
+    scores = image_array(received[topic][-1])
+    assert scores.min() >= 0.0 and scores.max() <= 1 - 1 / 9 + 1e-6  # 1 - max softmax of 9 classes
+    refused = _set(node, p=-1.0)
+    assert not refused[0].successful
+    refused = _set(node, roi_classes="giraffe")
+    assert not refused[0].successful and "giraffe" in refused[0].reason
+    assert _set(node, score="pgn_oh")[0].successful
+
+
+def test_shutdown_on_sigint_exits_zero(peer, node_process) -> None:
+    process, log = node_process
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 0, log.read_text()[-3000:]
+    text = log.read_text()
+    assert "erfnet" in text and "/cam_a/image_raw -> /cam_a/gradunc/" in text
