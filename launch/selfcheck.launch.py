@@ -6,11 +6,10 @@ Runs gradunc-selfcheck from the install tree; it exits non-zero (and the
 launch reports the failure) if any closed form differs from autograd.
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackagePrefix
-
-from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:

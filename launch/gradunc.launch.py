@@ -1,0 +1,51 @@
+"""Start gradunc_node on one or more cameras.
+
+    ros2 launch gradunc_ros gradunc.launch.py image_topics:="['/camera/image_raw']"
+    ros2 launch gradunc_ros gradunc.launch.py image_topics:="['/front/image_raw', '/rear/image_raw/compressed']" \
+        device:=cuda params_file:=/path/to/calibrated.yaml namespace:=perception
+
+Large frames from a camera on the same machine: stock Fast DDS loses best-effort
+frames of 640x480 and up; large_data:=true (default) sets
+FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA for the node. Set the same variable for the
+camera driver's process too (see README, "Transport").
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+ARGUMENTS = {
+    "image_topics": ("['/camera/image_raw']", "camera topics (YAML list); a topic ending in /compressed is compressed"),
+    "model": ("", "architecture; empty: the shipped default model"),
+    "weights": ("", "weights file (.safetensors or .pth); empty: the shipped default model"),
+    "device": ("auto", "auto, cpu or cuda[:N]"),
+    "params_file": (
+        PathJoinSubstitution([FindPackageShare("gradunc_ros"), "config", "gradunc.yaml"]),
+        "parameter file (e.g. written by gradunc-calibrate)",
+    ),
+    "namespace": ("", "namespace of the node"),
+    "large_data": ("true", "use Fast DDS's LARGE_DATA transports (needed for large frames on one machine)"),
+}
+
+
+def generate_launch_description() -> LaunchDescription:
+    declared = [DeclareLaunchArgument(name, default_value=d, description=text) for name, (d, text) in ARGUMENTS.items()]
+    large_data = SetEnvironmentVariable(
+        "FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA", condition=IfCondition(LaunchConfiguration("large_data"))
+    )
+    node = Node(
+        package="gradunc_ros",
+        executable="gradunc_node",
+        name="gradunc_node",
+        namespace=LaunchConfiguration("namespace"),
+        parameters=[
+            LaunchConfiguration("params_file"),
+            {name: LaunchConfiguration(name) for name in ("image_topics", "model", "weights", "device")},
+        ],
+        output="screen",
+        emulate_tty=True,
+    )
+    return LaunchDescription([*declared, large_data, node])
