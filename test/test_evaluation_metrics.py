@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -134,3 +135,82 @@ def test_default_threshold_is_the_best_f1_threshold() -> None:
     threshold = component_metrics([score], [label], min_pred=10, min_gt=10)["threshold"]
     assert threshold < best and np.float32(threshold) == np.nextafter(np.float32(best), np.float32(-1))
     assert np.array_equal(score > threshold, score >= best)
+
+
+def _benchmark_transcription(score, label, threshold, min_pred, min_gt):
+    """The SegmentMeIfYouCan component procedure written out loop by loop (scipy labelling)."""
+    from scipy.ndimage import label as connected
+
+    structure = np.ones((3, 3), dtype=np.uint8)
+    prediction = (score > threshold) & (label != 255)
+    instances, n_gt = connected(label == 1, structure)
+    predicted, n_pred = connected(prediction, structure)
+    original = predicted.copy()
+    for comp in range(n_pred + 1):
+        if np.sum(original == comp) < min_pred:
+            predicted[original == comp] = 0
+    label = label.copy()
+    for comp in range(n_gt + 1):
+        if np.sum(instances == comp) < min_gt:
+            label[instances == comp] = 255
+    roi = label < 255
+    gt, pred = instances[roi], predicted[roi]
+    siou, ppv = [], []
+    for i in np.unique(gt[gt > 0]):
+        touching = np.unique(pred[gt == i])
+        touching = touching[touching != 0]
+        inter = np.sum(np.isin(pred[gt == i], touching))
+        adjust = np.sum(~np.isin(gt, [0, i]) & np.isin(pred, touching))
+        siou.append(inter / (np.sum(np.isin(pred, touching)) + np.sum(gt == i) - inter - adjust))
+    for j in np.unique(pred[pred > 0]):
+        under = gt[pred == j]
+        ppv.append(np.sum(under > 0) / np.sum(pred == j))
+    return siou, ppv
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_components_equal_the_benchmark_procedure(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    label = np.zeros((60, 80), np.uint8)
+    for _ in range(8):  # objects of many sizes, single pixels included
+        y, x, h, w = rng.integers(0, 55), rng.integers(0, 75), rng.integers(1, 12), rng.integers(1, 12)
+        label[y : y + h, x : x + w] = 1
+    label[rng.random(label.shape) < 0.02] = 1  # isolated single-pixel objects
+    label[:, :3] = 255
+    label[rng.random(label.shape) < 0.02] = 255
+    score = rng.random(label.shape).astype(np.float32) + 0.6 * (label == 1)
+    score = cv2.blur(score, (3, 3))
+    for threshold in (0.5, 0.6, 0.7):
+        for min_pred, min_gt in ((1, 1), (5, 3), (50, 10)):
+            ours = frame_components(score, label, threshold, min_pred, min_gt)
+            reference = _benchmark_transcription(score, label, threshold, min_pred, min_gt)
+            # Component numbering differs between OpenCV and SciPy: compare the sorted values, exactly.
+            assert sorted(ours[0]) == sorted(reference[0]) and sorted(ours[1]) == sorted(reference[1])
+
+
+def test_hand_made_edge_cases_for_pixel_metrics() -> None:
+    void_frame = np.full((4, 4), 255, np.uint8)
+    no_ood = np.zeros((4, 4), np.uint8)
+    single = np.zeros((4, 4), np.uint8)
+    single[2, 2] = 1  # one OoD pixel in the whole set
+    scores = [np.random.default_rng(0).random((4, 4)) for _ in range(3)]
+    scores[2][2, 2] = 0.5
+    result = pixel_metrics(scores, [void_frame, no_ood, single])
+    s, y = _pooled(scores, [void_frame, no_ood, single])
+    brute = _brute_force(s, y)
+    for key in ("auprc", "auroc", "fpr95", "best_f1"):
+        assert result[key] == pytest.approx(brute[key], abs=1e-12), key
+    assert result["ood_pixels"] == 1 and result["in_distribution_pixels"] == 31
+    with pytest.raises(ValueError, match="no OoD pixels"):
+        pixel_metrics([scores[0], scores[1]], [void_frame, no_ood])
+
+
+def test_single_pixel_components_and_all_void_frames() -> None:
+    label = np.zeros((12, 12), np.uint8)
+    label[3, 3] = 1
+    label[8, 8] = 1
+    score = np.zeros((12, 12), np.float32)
+    score[3, 3] = 1.0  # hits one single-pixel object exactly
+    siou, ppv = frame_components(score, label, 0.5, min_pred=1, min_gt=1)
+    assert sorted(siou) == [0.0, 1.0] and ppv == [1.0]
+    assert frame_components(score, np.full((12, 12), 255, np.uint8), 0.5, 1, 1) == ([], [])

@@ -155,35 +155,34 @@ def _components(mask: np.ndarray) -> tuple[int, np.ndarray]:
 def frame_components(
     score: np.ndarray, label: np.ndarray, threshold: float, min_pred: int, min_gt: int
 ) -> tuple[list[float], list[float]]:
-    """sIoU of each ground-truth component and PPV of each predicted component in one frame."""
-    label = label.copy()
+    """sIoU of each ground-truth component and PPV of each predicted component in one frame.
+
+    The order of operations is the benchmark's: components of the ground truth and of the
+    prediction ``score > threshold`` (void removed) first; predicted components under
+    ``min_pred`` pixels dropped; ground-truth components under ``min_gt`` pixels made void;
+    then every count is taken inside the remaining region of interest.  (As in the benchmark,
+    the size rule also applies to the background "component" 0, which only matters for frames
+    smaller than ``min_gt`` pixels.)
+    """
     gt_count, gt = _components(label == 1)
-    gt_sizes = np.bincount(gt.ravel(), minlength=gt_count + 1)
-    small = np.nonzero(gt_sizes[1:] < min_gt)[0] + 1
-    if small.size:  # too small to score: void
-        label[np.isin(gt, small)] = VOID
-        gt_count, gt = _components(label == 1)
-    prediction = (score > threshold) & (label != VOID)
-    pred_count, pred = _components(prediction)
+    pred_count, pred = _components((score > threshold) & (label != VOID))
     pred_sizes = np.bincount(pred.ravel(), minlength=pred_count + 1)
-    keep = np.zeros(pred_count + 1, dtype=bool)
-    keep[1:] = pred_sizes[1:] >= min_pred
-    pred = np.where(keep[pred], pred, 0)
-    gt_mask = gt > 0
+    pred = np.where(pred_sizes[pred] < min_pred, 0, pred)
+    gt_sizes = np.bincount(gt.ravel(), minlength=gt_count + 1)
+    roi = (label != VOID) & (gt_sizes[gt] >= min_gt)
+    g, p = gt[roi], pred[roi]
+    pred_area = np.bincount(p, minlength=pred_count + 1)  # inside the region of interest
+    on_gt = np.bincount(p[g > 0], minlength=pred_count + 1)  # predicted pixels lying on any object
     siou = []
-    for k in range(1, gt_count + 1):
-        component = gt == k
-        touching = np.unique(pred[component])
+    for k in np.unique(g[g > 0]):
+        component = g == k
+        touching = np.unique(p[component])
         touching = touching[touching > 0]
-        union = np.isin(pred, touching) if touching.size else np.zeros_like(component)
-        intersection = np.count_nonzero(component & union)
-        others = np.count_nonzero(union & gt_mask & ~component)
-        denominator = np.count_nonzero(union) + np.count_nonzero(component) - intersection - others
-        siou.append(intersection / denominator if denominator > 0 else 0.0)
-    ppv = []
-    for j in np.unique(pred[pred > 0]):
-        component = pred == j
-        ppv.append(np.count_nonzero(component & gt_mask) / np.count_nonzero(component))
+        intersection = np.count_nonzero(component & (p > 0))
+        union = int(pred_area[touching].sum())
+        on_other_objects = int(on_gt[touching].sum()) - intersection
+        siou.append(intersection / (union + np.count_nonzero(component) - intersection - on_other_objects))
+    ppv = [on_gt[j] / pred_area[j] for j in np.unique(p[p > 0])]
     return siou, ppv
 
 
