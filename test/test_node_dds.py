@@ -133,6 +133,27 @@ def test_both_cameras_get_every_output_with_their_header(peer, weights) -> None:
         assert set(np.unique(image_array(outputs["ood_mask"]))) <= {0, 255}
 
 
+def test_real_camvid_frame_labels_equal_gradunc_infer(peer, weights, camvid_root, tmp_path) -> None:
+    from gradunc_ros.evaluation.datasets import read_rgb
+
+    node, publishers, received = peer
+    path = sorted((Path(camvid_root) / "val" / "images").glob("*.jpg"))[10]
+    infer = subprocess.run(
+        [sys.executable, "-m", "gradunc_ros.tools.infer", "--weights", str(weights), "--out", str(tmp_path), str(path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert infer.returncode == 0, infer.stderr
+    expected = np.load(tmp_path / f"{path.stem}.npz")
+    frame = array_to_image(read_rgb(path), "rgb8")  # the same decoded pixels gradunc-infer saw
+    frame.header.stamp.sec, frame.header.frame_id = 4242, "camvid"
+    topic = "/cam_a/gradunc/labels"
+    assert _spin_until(node, lambda: any(m.header.stamp.sec == 4242 for m in received[topic]), 60,
+                       lambda: publishers["cam_a"].publish(frame))  # fmt: skip
+    labels = next(m for m in received[topic] if m.header.stamp.sec == 4242)
+    assert (labels.width, labels.height) == (480, 360)
+    assert np.array_equal(image_array(labels), expected["labels"])
+
+
 def _set(node, **values) -> list:
     client = node.create_client(SetParameters, "/gradunc_node/set_parameters")
     assert client.wait_for_service(timeout_sec=20)
