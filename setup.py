@@ -44,6 +44,7 @@ setup(
             "gradunc-export = gradunc_ros.tools.export:main",
             "gradunc-eval = gradunc_ros.tools.evaluate:main",
             "gradunc-calibrate = gradunc_ros.tools.calibrate:main",
+            "gradunc-bag = gradunc_ros.tools.bag:main",
         ],
     },
 )
