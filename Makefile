@@ -5,7 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: setup test lint unit selfcheck lock clean
+.PHONY: setup test lint unit selfcheck demo lock clean
+
+# Frames for the demo: a CamVid root, a split, or a folder of images.
+INPUT ?= ../shared/data/camvid
 
 setup: $(STAMP)
 
@@ -29,6 +32,9 @@ unit: setup
 
 selfcheck: setup
 	$(VENV)/bin/gradunc-selfcheck
+
+demo: setup
+	$(PY) -m gradunc_ros.tools.demo --input "$(INPUT)" --out demo_out
 
 lock: setup
 	printf '# Exact versions for .venv, from pip freeze of a working set-up.\n# Regenerate: make lock\n' > requirements/constraints.txt.new

@@ -45,6 +45,7 @@ setup(
             "gradunc-eval = gradunc_ros.tools.evaluate:main",
             "gradunc-calibrate = gradunc_ros.tools.calibrate:main",
             "gradunc-bag = gradunc_ros.tools.bag:main",
+            "gradunc-demo = gradunc_ros.tools.demo:main",
         ],
     },
 )

@@ -43,14 +43,17 @@ def camera(width: int, height: int, rate: float, seconds: float) -> None:
 
 
 def measure(args: argparse.Namespace, large_data: bool) -> dict[str, float]:
-    import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
 
     env = {**os.environ, "ROS_HOME": tempfile.mkdtemp(), "ROS_DOMAIN_ID": str(150 + int(large_data))}
     env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
     if large_data:
         env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID",)})
+    # The monitor in this process must use the same transports as the node it listens to.
+    os.environ["ROS_DOMAIN_ID"] = env["ROS_DOMAIN_ID"]
+    os.environ.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
+    if large_data:
+        os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
     node = subprocess.Popen(
         [sys.executable, "-m", "gradunc_ros.ros.node", "--ros-args", "-p", "image_topics:=[/camera/image_raw]",
          "-p", "input_size:=320x240", "-p", "status_period:=0.5"],
@@ -62,22 +65,21 @@ def measure(args: argparse.Namespace, large_data: bool) -> dict[str, float]:
          "--rate", str(args.rate), "--seconds", str(args.seconds)],
         env=env,
     )  # fmt: skip
-    rclpy.init()
-    monitor = rclpy.create_node("benchmark_monitor")
+    from gradunc_ros.ros.spinning import own_node
+
     latest: dict[str, float] = {}
 
     def on_status(message: DiagnosticArray) -> None:
         for entry in message.status:
             latest.update({kv.key: float(kv.value) for kv in entry.values})
 
-    monitor.create_subscription(DiagnosticArray, "/diagnostics", on_status, 10)
-    while publisher.poll() is None:
-        rclpy.spin_once(monitor, timeout_sec=0.2)
-    end = time.monotonic() + 2.0
-    while time.monotonic() < end:
-        rclpy.spin_once(monitor, timeout_sec=0.2)
-    monitor.destroy_node()
-    rclpy.shutdown()
+    with own_node("benchmark_monitor") as (monitor, executor):
+        monitor.create_subscription(DiagnosticArray, "/diagnostics", on_status, 10)
+        while publisher.poll() is None:
+            executor.spin_once(timeout_sec=0.2)
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.2)
     node.terminate()
     node.wait(timeout=30)
     return latest

@@ -141,7 +141,7 @@ def test_penultimate_score_equals_autograd_of_the_second_to_last_conv(deeplab, i
 @pytest.mark.parametrize("resolution", ("last_layer", "output"))
 def test_transposed_last_layer_at_full_resolution(image, resolution: str) -> None:
     model = TinyTransposedNet().double().eval()
-    out = GradientUncertaintyHead(model, "output_conv", HeadSettings(p=1.0, resolution=resolution))(image)
+    out = GradientUncertaintyHead(model, "output_conv", HeadSettings("pgn_oh", p=1.0, resolution=resolution))(image)
     with torch.no_grad():
         features = model.encoder(image)
     truth = autograd_log_pgn(
@@ -156,7 +156,7 @@ def test_transposed_last_layer_at_full_resolution(image, resolution: str) -> Non
 
 def test_linear_last_layer_on_a_channels_last_map(image) -> None:
     model = TinyChannelsLastNet().double().eval()
-    out = GradientUncertaintyHead(model, "classifier", HeadSettings(p=0.3))(image)
+    out = GradientUncertaintyHead(model, "classifier", HeadSettings("pgn_oh", p=0.3))(image)
     with torch.no_grad():
         features = model.encoder(image).permute(0, 2, 3, 1)
     truth = autograd_log_pgn(
@@ -180,7 +180,7 @@ def test_half_precision_models_give_float32_scores_close_to_float32(generator, d
     model = TinyDeepLabTail(width=32).eval()
     _randomise_batch_norms(model, generator)
     image = torch.randn(1, 3, 32, 40, generator=generator)
-    head = GradientUncertaintyHead(model, "final.6", HeadSettings(p=0.5))
+    head = GradientUncertaintyHead(model, "final.6", HeadSettings("pgn_oh", p=0.5))
     reference = head(image).score
     head.model.to(dtype)
     low = head(image.to(dtype))
@@ -206,7 +206,7 @@ def test_settings_change_between_frames_and_bad_settings_are_refused(deeplab, im
     with pytest.raises(ValueError, match="unknown head setting"):
         HeadSettings.from_mapping({"score": "pgn_oh", "q": 1})
     with pytest.raises(ValueError, match="1x1"):
-        GradientUncertaintyHead(TinyTransposedNet(), "encoder.0", HeadSettings(resolution="output"))(
+        GradientUncertaintyHead(TinyTransposedNet(), "encoder.0", HeadSettings("pgn_oh", resolution="output"))(
             torch.randn(1, 3, 8, 8)
         )
 

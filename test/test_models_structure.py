@@ -156,7 +156,7 @@ def test_models_run_under_the_head(name: str, generator: torch.Generator) -> Non
     spec = get_spec(name)
     model = spec.build(6)
     image = torch.randn(1, 3, 48, 64, generator=generator)
-    for settings in (HeadSettings(), HeadSettings(resolution="output"), HeadSettings(score="msp")):
+    for settings in (HeadSettings(score="pgn_oh"), HeadSettings(score="pgn_uni", resolution="output"), HeadSettings()):
         if settings.resolution == "output" and spec.output_stride != 1 and "deeplab" not in name:
             continue
         out = GradientUncertaintyHead(model, spec.last_layer, settings, align_corners=spec.align_corners)(image)
@@ -164,7 +164,7 @@ def test_models_run_under_the_head(name: str, generator: torch.Generator) -> Non
         assert torch.isfinite(out.score).all()
     if spec.penultimate_conv:
         head = GradientUncertaintyHead(
-            model, spec.last_layer, HeadSettings(layer="penultimate"),
+            model, spec.last_layer, HeadSettings(score="pgn_oh", layer="penultimate"),
             penultimate_conv=spec.penultimate_conv, penultimate_bn=spec.penultimate_bn,
         )  # fmt: skip
         assert torch.isfinite(head(image).score).all()

@@ -65,21 +65,20 @@ def node_process(weights: Path, ros_env: dict, tmp_path_factory: pytest.TempPath
 
 @pytest.fixture(scope="module")
 def peer(node_process, ros_env):
-    rclpy.init()
-    node = rclpy.create_node("gradunc_test_peer")
-    received: dict[str, list] = {}
-    for camera in ("cam_a", "cam_b"):
-        for output in ("labels", "uncertainty", "ood_mask", "overlay"):
-            topic = f"/{camera}/gradunc/{output}"
-            received[topic] = []
-            node.create_subscription(Image, topic, lambda m, t=topic: received[t].append(m), RELIABLE)
-    publishers = {
-        "cam_a": node.create_publisher(Image, "/cam_a/image_raw", RELIABLE),
-        "cam_b": node.create_publisher(CompressedImage, "/cam_b/image_raw/compressed", RELIABLE),
-    }
-    yield node, publishers, received
-    node.destroy_node()
-    rclpy.shutdown()
+    from gradunc_ros.ros.spinning import own_node
+
+    with own_node("gradunc_test_peer") as (node, _executor):
+        received: dict[str, list] = {}
+        for camera in ("cam_a", "cam_b"):
+            for output in ("labels", "uncertainty", "ood_mask", "overlay"):
+                topic = f"/{camera}/gradunc/{output}"
+                received[topic] = []
+                node.create_subscription(Image, topic, lambda m, t=topic: received[t].append(m), RELIABLE)
+        publishers = {
+            "cam_a": node.create_publisher(Image, "/cam_a/image_raw", RELIABLE),
+            "cam_b": node.create_publisher(CompressedImage, "/cam_b/image_raw/compressed", RELIABLE),
+        }
+        yield node, publishers, received
 
 
 def _spin_until(node, condition, timeout: float, publish=None) -> bool:
@@ -87,7 +86,7 @@ def _spin_until(node, condition, timeout: float, publish=None) -> bool:
     while time.monotonic() < deadline:
         if publish is not None:
             publish()
-        rclpy.spin_once(node, timeout_sec=0.2)
+        node.executor.spin_once(timeout_sec=0.2)
         if condition():
             return True
     return False
@@ -235,7 +234,7 @@ def test_bad_frames_are_skipped_with_one_line_per_reason(peer, node_process) -> 
     for _ in range(5):
         for bad in (short, floats):
             publishers["cam_a"].publish(bad)
-            rclpy.spin_once(node, timeout_sec=0.1)
+            node.executor.spin_once(timeout_sec=0.1)
     topic = "/cam_a/gradunc/labels"
     received[topic].clear()
     good.header.stamp.sec = 777

@@ -16,7 +16,7 @@ from gradunc_ros.uncertainty import HeadSettings, log_bilinear_resize
 @pytest.fixture(scope="module")
 def pipeline() -> SegmentationPipeline:
     torch.manual_seed(0)
-    return SegmentationPipeline(load_model("erfnet"), HeadSettings(p=0.5), device="cpu", input_size=(24, 32))
+    return SegmentationPipeline(load_model("erfnet"), HeadSettings("pgn_oh", p=0.5), device="cpu", input_size=(24, 32))
 
 
 @pytest.fixture

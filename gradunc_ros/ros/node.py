@@ -17,7 +17,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
@@ -245,11 +245,13 @@ def _free_device_memory() -> None:
 
 def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
-    node = None
+    node = executor = None
     code = 0
     try:
         node = GraduncNode()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()  # our own: tearing down the global one can hang (ros/spinning.py)
+        executor.add_node(node)
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (CheckpointError, KeyError, RuntimeError, ValueError) as error:
@@ -258,9 +260,11 @@ def main(args: list[str] | None = None) -> int:
     finally:
         if node is not None:
             node.shutdown()
+            if executor is not None:
+                executor.remove_node(node)
+                executor.shutdown()
             node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        rclpy.try_shutdown()
     return code
 
 

@@ -34,7 +34,13 @@ PARAMETERS: dict[str, tuple[object, str, bool, object]] = {
     "mode": (DEFAULT_HEAD.mode, "exact gradient or the paper's reference code", False, None),
     "resolution": (DEFAULT_HEAD.resolution, "last_layer (the paper's) or output (exact, 1x1 last layers)", False, None),
     "layer": (DEFAULT_HEAD.layer, "last or penultimate (DeepLabV3+ only)", False, None),
-    "threshold": (0.0, "OoD mask: score > threshold, in the score's scale (see gradunc-calibrate)", False, None),
+    # The shipped model's max_logit, best pixel F1 on CamVid-OoD train (config/gradunc.yaml says how).
+    "threshold": (
+        -2.047887086868286,
+        "OoD mask: score > threshold, in the score's scale (gradunc-calibrate)",
+        False,
+        None,
+    ),
     "roi_classes": ("", "OoD mask only on these classes (names or ids, comma-separated); empty: all", False, None),
     "roi_dilation": (0, "pixels by which the region of interest grows", False, _I(from_value=0, to_value=1000)),
     "min_area": (0, "OoD components below this many pixels are dropped", False, _I(from_value=0, to_value=10**7)),

@@ -186,6 +186,8 @@ def play(args: argparse.Namespace) -> int:
                 if first is None:
                     first = timestamp
                     offset = node.get_clock().now().nanoseconds - timestamp if args.restamp else 0
+                    if args.offset_file:
+                        Path(args.offset_file).write_text(str(offset))
                 delay = start_wall + (timestamp - first) / 1e9 / args.rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
@@ -196,7 +198,7 @@ def play(args: argparse.Namespace) -> int:
                     raw = TYPESTORE.serialize_cdr(message, connection.msgtype)
                 publishers[connection.topic].publish(bytes(raw))  # already serialised: no decode
                 published += 1
-            time.sleep(0.5)
+            time.sleep(2.0)  # let a reliable writer deliver its last samples before we exit
     except KeyboardInterrupt:
         pass
     finally:
@@ -207,36 +209,34 @@ def play(args: argparse.Namespace) -> int:
 
 
 def record(args: argparse.Namespace) -> int:
-    import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rclpy.serialization import serialize_message
+    from rosbags.rosbag2 import Writer
     from sensor_msgs.msg import Image
 
-    rclpy.init()
-    node = rclpy.create_node("gradunc_bag_record")
-    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-    received = []
-    for topic in args.topics:
-        node.create_subscription(
-            Image, topic, lambda m, t=topic: received.append((t, node.get_clock().now().nanoseconds, m)), qos
-        )
-    deadline = time.monotonic() + args.seconds
-    idle_since = time.monotonic()
-    try:
-        while time.monotonic() < deadline:
-            count = len(received)
-            rclpy.spin_once(node, timeout_sec=0.1)
-            if len(received) > count:
-                idle_since = time.monotonic()
-            elif received and time.monotonic() - idle_since > args.idle:
-                break
-    except KeyboardInterrupt:
-        pass
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
     from gradunc_ros.bagio import STORAGE, TYPESTORE
+    from gradunc_ros.ros.spinning import own_node
 
-    writer = Writer(Path(args.out), version=9, storage_plugin=STORAGE.get(args.storage, StoragePlugin.MCAP))
+    received = []
+    with own_node("gradunc_bag_record") as (node, executor):
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        for topic in args.topics:
+            node.create_subscription(
+                Image, topic, lambda m, t=topic: received.append((t, node.get_clock().now().nanoseconds, m)), qos
+            )
+        deadline = time.monotonic() + args.seconds
+        idle_since = time.monotonic()
+        try:
+            while time.monotonic() < deadline:
+                count = len(received)
+                executor.spin_once(timeout_sec=0.1)
+                if len(received) > count:
+                    idle_since = time.monotonic()
+                elif received and time.monotonic() - idle_since > args.idle:
+                    break
+        except KeyboardInterrupt:
+            pass
+    writer = Writer(Path(args.out), version=9, storage_plugin=STORAGE[args.storage])
     writer.open()
     connections = {}
     for topic, receive_ns, message in received:
@@ -244,8 +244,6 @@ def record(args: argparse.Namespace) -> int:
             connections[topic] = writer.add_connection(topic, IMAGE, typestore=TYPESTORE)
         writer.write(connections[topic], receive_ns, serialize_message(message))
     writer.close()
-    node.destroy_node()
-    rclpy.try_shutdown()
     print(f"recorded {len(received)} message(s) to {args.out}")
     return 0
 
@@ -297,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     live.add_argument("--reliable", action="store_true", help="reliable QoS instead of sensor data (best effort)")
     live.add_argument("--restamp", action="store_true", help="shift all stamps so that the first frame is 'now'")
     live.add_argument("--wait", type=float, default=2.0, help="seconds to wait for subscribers first")
+    live.add_argument("--offset-file", help="write the stamp shift of --restamp (ns) to this file")
     live.set_defaults(run=play)
 
     keep = commands.add_parser("record", help="write live Image topics to a bag")

@@ -45,8 +45,10 @@ class HeadSettings:
     layer: gradient of the "last" layer's weights or of the "penultimate" conv.
     """
 
-    score: str = "pgn_oh"
-    p: float = 0.3
+    # Defaults: the scores that won on CamVid-OoD val with the shipped model
+    # (results/camvid_val/results.md): max_logit overall, p = 0.1 for the gradient scores.
+    score: str = "max_logit"
+    p: float = 0.1
     mode: str = "exact"
     resolution: str = "last_layer"
     layer: str = "last"
