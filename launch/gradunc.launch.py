@@ -10,8 +10,9 @@ FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA for the node. Set the same variable for th
 camera driver's process too (see README, "Transport").
 """
 
+import yaml
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -19,9 +20,9 @@ from launch_ros.substitutions import FindPackageShare
 
 ARGUMENTS = {
     "image_topics": ("['/camera/image_raw']", "camera topics (YAML list); a topic ending in /compressed is compressed"),
-    "model": ("", "architecture; empty: the shipped default model"),
-    "weights": ("", "weights file (.safetensors or .pth); empty: the shipped default model"),
-    "device": ("auto", "auto, cpu or cuda[:N]"),
+    "model": ("", "architecture; empty: as in params_file (default: the shipped model)"),
+    "weights": ("", "weights file (.safetensors or .pth); empty: as in params_file"),
+    "device": ("", "auto, cpu or cuda[:N]; empty: as in params_file (default: auto)"),
     "params_file": (
         PathJoinSubstitution([FindPackageShare("gradunc_ros"), "config", "gradunc.yaml"]),
         "parameter file (e.g. written by gradunc-calibrate)",
@@ -31,21 +32,29 @@ ARGUMENTS = {
 }
 
 
-def generate_launch_description() -> LaunchDescription:
-    declared = [DeclareLaunchArgument(name, default_value=d, description=text) for name, (d, text) in ARGUMENTS.items()]
-    large_data = SetEnvironmentVariable(
-        "FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA", condition=IfCondition(LaunchConfiguration("large_data"))
-    )
+def _node(context) -> list:
+    """The node, with the launch arguments that were given overriding params_file."""
+    value = {
+        name: LaunchConfiguration(name).perform(context) for name in ("image_topics", "model", "weights", "device")
+    }
+    topics = yaml.safe_load(value.pop("image_topics"))
+    overrides = {"image_topics": [topics] if isinstance(topics, str) else [str(t) for t in topics]}
+    overrides.update({name: text for name, text in value.items() if text})  # empty: keep params_file's
     node = Node(
         package="gradunc_ros",
         executable="gradunc_node",
         name="gradunc_node",
         namespace=LaunchConfiguration("namespace"),
-        parameters=[
-            LaunchConfiguration("params_file"),
-            {name: LaunchConfiguration(name) for name in ("image_topics", "model", "weights", "device")},
-        ],
+        parameters=[LaunchConfiguration("params_file"), overrides],
         output="screen",
         emulate_tty=True,
     )
-    return LaunchDescription([*declared, large_data, node])
+    return [node]
+
+
+def generate_launch_description() -> LaunchDescription:
+    declared = [DeclareLaunchArgument(name, default_value=d, description=text) for name, (d, text) in ARGUMENTS.items()]
+    large_data = SetEnvironmentVariable(
+        "FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA", condition=IfCondition(LaunchConfiguration("large_data"))
+    )
+    return LaunchDescription([*declared, large_data, OpaqueFunction(function=_node)])

@@ -99,6 +99,14 @@ def test_offline_evaluation_equals_gradunc_eval(tmp_path: Path, tiny_camvid: Pat
     assert set(outputs) == {"/camera/gradunc/labels", "/camera/gradunc/uncertainty", "/camera/gradunc/ood_mask"}
     encodings = {t: m.encoding for t, _, m in read_messages(tmp_path / "out")}
     assert encodings["/camera/gradunc/uncertainty"] == "32FC1" and encodings["/camera/gradunc/labels"] == "mono8"
+    # The output bag also opens with the mcap package's own reader, topics typed as the node's.
+    from mcap.reader import make_reader
+
+    with next((tmp_path / "out").glob("*.mcap")).open("rb") as handle:
+        summary_ = make_reader(handle).get_summary()
+    types = {c.topic: summary_.schemas[c.schema_id].name for c in summary_.channels.values()}
+    assert types == dict.fromkeys(outputs, "sensor_msgs/msg/Image")
+    assert summary_.statistics.message_count == 3 * 3
 
 
 def test_live_replay_through_the_node(tmp_path: Path, tiny_camvid: Path, weights: Path) -> None:
