@@ -43,8 +43,6 @@ def camera(width: int, height: int, rate: float, seconds: float) -> None:
 
 
 def measure(args: argparse.Namespace, large_data: bool) -> dict[str, float]:
-    from diagnostic_msgs.msg import DiagnosticArray
-
     env = {**os.environ, "ROS_HOME": tempfile.mkdtemp(), "ROS_DOMAIN_ID": str(150 + int(large_data))}
     env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
     if large_data:
@@ -65,21 +63,9 @@ def measure(args: argparse.Namespace, large_data: bool) -> dict[str, float]:
          "--rate", str(args.rate), "--seconds", str(args.seconds)],
         env=env,
     )  # fmt: skip
-    from gradunc_ros.ros.spinning import own_node
+    from gradunc_ros.ros.spinning import watch_diagnostics
 
-    latest: dict[str, float] = {}
-
-    def on_status(message: DiagnosticArray) -> None:
-        for entry in message.status:
-            latest.update({kv.key: float(kv.value) for kv in entry.values})
-
-    with own_node("benchmark_monitor") as (monitor, executor):
-        monitor.create_subscription(DiagnosticArray, "/diagnostics", on_status, 10)
-        while publisher.poll() is None:
-            executor.spin_once(timeout_sec=0.2)
-        end = time.monotonic() + 2.0
-        while time.monotonic() < end:
-            executor.spin_once(timeout_sec=0.2)
+    latest = watch_diagnostics(lambda: publisher.poll() is None, 2.0, "benchmark_monitor")
     node.terminate()
     node.wait(timeout=30)
     return latest

@@ -56,3 +56,15 @@ def tiny_camvid(tmp_path_factory: pytest.TempPathFactory):
             cv2.imwrite(str(root / split / "images" / f"seq_{i:04d}.jpg"), np.clip(image, 0, 255).astype(np.uint8))
             cv2.imwrite(str(root / split / "labels" / f"seq_{i:04d}.png"), label)
     return root
+
+
+@pytest.fixture(scope="session")
+def random_erfnet(tmp_path_factory: pytest.TempPathFactory):
+    """A .safetensors file of an ERFNet with random weights and 9 classes (fast, no training)."""
+    from gradunc_ros.models import get_spec, save_safetensors
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "erfnet_random.safetensors"
+    return save_safetensors(
+        get_spec("erfnet").build(), path, model_name="erfnet", class_names=[f"c{i}" for i in range(9)]
+    )

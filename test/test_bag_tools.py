@@ -26,16 +26,8 @@ def _bag(*args: str, env=None, timeout: int = 600) -> subprocess.CompletedProces
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    from gradunc_ros.models import get_spec, save_safetensors
-
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("bag_weights") / "erfnet.safetensors"
-    return save_safetensors(
-        get_spec("erfnet").build(), path, model_name="erfnet", class_names=[f"c{i}" for i in range(9)]
-    )
+def weights(random_erfnet: Path) -> Path:
+    return random_erfnet
 
 
 @pytest.mark.parametrize("compressed", (False, True), ids=("raw", "compressed"))

@@ -19,7 +19,7 @@ from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
-from gradunc_ros.models import get_spec, load_model, save_safetensors  # noqa: E402
+from gradunc_ros.models import load_model  # noqa: E402
 from gradunc_ros.pipeline import SegmentationPipeline  # noqa: E402
 from gradunc_ros.ros.codec import array_to_image, image_array  # noqa: E402
 
@@ -28,14 +28,8 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("node") / "erfnet_random.safetensors"
-    return save_safetensors(
-        get_spec("erfnet").build(), path, model_name="erfnet", class_names=[f"c{i}" for i in range(9)]
-    )
+def weights(random_erfnet: Path) -> Path:
+    return random_erfnet
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from gradunc_ros.evaluation.datasets import CAMVID_TRAIN_TARGETS, read_label
-from gradunc_ros.models import get_spec, load_model, save_safetensors
+from gradunc_ros.models import load_model
 
 pytestmark = pytest.mark.process
 
@@ -24,10 +23,8 @@ def _tool(name: str, *args: str, timeout: int = 600) -> subprocess.CompletedProc
 
 
 @pytest.fixture(scope="module")
-def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "erfnet_random.safetensors"
-    return save_safetensors(get_spec("erfnet").build(), path, model_name="erfnet", class_names=["k"] * 9)
+def random_weights(random_erfnet: Path) -> Path:
+    return random_erfnet
 
 
 def test_infer_writes_npz_and_overlay_at_image_resolution(tmp_path: Path, tiny_camvid: Path, random_weights) -> None:

@@ -7,7 +7,8 @@ its own executor and shutting that down first does not.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import rclpy
@@ -28,3 +29,24 @@ def own_node(name: str) -> Iterator[tuple[rclpy.node.Node, SingleThreadedExecuto
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+
+
+def watch_diagnostics(running: Callable[[], bool], linger: float = 1.0, name: str = "gradunc_monitor") -> dict:
+    """The latest key/value pairs a node publishes on /diagnostics, listened to while ``running()``
+    and ``linger`` seconds more."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    latest: dict[str, float] = {}
+
+    def on_status(message: DiagnosticArray) -> None:
+        for entry in message.status:
+            latest.update({kv.key: float(kv.value) for kv in entry.values})
+
+    with own_node(name) as (node, executor):
+        node.create_subscription(DiagnosticArray, "/diagnostics", on_status, 10)
+        while running():
+            executor.spin_once(timeout_sec=0.2)
+        end = time.monotonic() + linger
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.2)
+    return latest

@@ -50,28 +50,6 @@ def _run(*args: str, env: dict) -> None:
         raise RuntimeError(f"{' '.join(args[:2])} failed: {result.stderr.strip()[-2000:]}")
 
 
-def monitor_diagnostics(seconds_after_idle: float, recorder: subprocess.Popen) -> dict[str, float]:
-    """The node's own counts from /diagnostics, until the recorder finishes."""
-    from diagnostic_msgs.msg import DiagnosticArray
-
-    from gradunc_ros.ros.spinning import own_node
-
-    latest: dict[str, float] = {}
-
-    def on_status(message: DiagnosticArray) -> None:
-        for entry in message.status:
-            latest.update({kv.key: float(kv.value) for kv in entry.values})
-
-    with own_node("gradunc_demo_monitor") as (node, executor):
-        node.create_subscription(DiagnosticArray, "/diagnostics", on_status, 10)
-        while recorder.poll() is None:
-            executor.spin_once(timeout_sec=0.2)
-        end = time.monotonic() + seconds_after_idle
-        while time.monotonic() < end:
-            executor.spin_once(timeout_sec=0.2)
-    return latest
-
-
 def _model_colours(params_file: str) -> tuple:
     """The class colours of the model the node runs (the params file's weights, else the shipped default)."""
     import yaml
@@ -147,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     convert = ["gradunc_ros.tools.bag", "from-images", str(images), "--out", str(out / "input.bag")]
     convert += ["--rate", str(args.rate), "--max-frames", str(args.max_frames)]
     _run(*convert + (["--labels", str(labels)] if labels else []), env=env)
+    from gradunc_ros.ros.spinning import watch_diagnostics
+
     _say("2/5 starting gradunc_node with the shipped default model", started)
     node_log = (out / "node.log").open("w")
     node = subprocess.Popen([sys.executable, "-m", "gradunc_ros.ros.node", *node_args], env=env, stdout=node_log,
@@ -163,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         play += ["--offset-file", str(offset_file)]
         player = subprocess.Popen([sys.executable, "-m", *play], env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, text=True)  # fmt: skip
-        diagnostics = monitor_diagnostics(1.0, recorder)
+        diagnostics = watch_diagnostics(lambda: recorder.poll() is None, 1.0, "gradunc_demo_monitor")
         player.wait(timeout=60)
     finally:
         node.terminate()
