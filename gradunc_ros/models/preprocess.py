@@ -31,3 +31,14 @@ def resize_input(x: Tensor, size: tuple[int, int]) -> Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size, mode="bilinear", align_corners=False, antialias=x.shape[-2] > size[0])
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'WIDTHxHEIGHT' (e.g. '320x240') to (height, width), or ValueError."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"expected WIDTHxHEIGHT, e.g. 320x240; got {text!r}") from None
+    if width <= 0 or height <= 0:
+        raise ValueError(f"width and height must be positive; got {text!r}")
+    return height, width

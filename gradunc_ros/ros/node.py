@@ -23,14 +23,14 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_
 from sensor_msgs.msg import CompressedImage, Image
 
 from ..models import CheckpointError, load_model
+from ..models.preprocess import parse_size
 from ..overlay import blend, colourise
 from ..pipeline import SegmentationPipeline
 from ..postprocess import ood_mask
-from ..tools.common import size_argument
 from .codec import ImageDecodeError, array_to_image, compressed_to_rgb, image_to_rgb
 from .parameters import PARAMETERS, RuntimeSettings, declare_all, runtime_settings
+from .topics import OUTPUTS, output_prefixes
 
-OUTPUTS = ("labels", "uncertainty", "ood_mask", "overlay")
 RUNTIME = [name for name, spec in PARAMETERS.items() if not spec[2]]
 
 
@@ -50,17 +50,6 @@ class Camera:
     reported: set = field(default_factory=set)
 
 
-def output_prefixes(topics: list[str]) -> list[str]:
-    """Outputs go to <camera namespace>/gradunc/...; cameras sharing a namespace get <topic>/gradunc/..."""
-    bases = [t.removesuffix("/compressed") for t in topics]
-    parents = [
-        b.rsplit("/", 1)[0] if "/" in b.strip("/") or b.startswith("/") and b.count("/") > 1 else "" for b in bases
-    ]
-    if len(set(parents)) == len(parents):
-        return [f"{p}/gradunc" if p else "gradunc" for p in parents]
-    return [f"{b}/gradunc" for b in bases]
-
-
 def _qos(reliability: str, depth: int) -> QoSProfile:
     if reliability == "best_effort":
         return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -77,7 +66,7 @@ class GraduncNode(Node):
         loaded = load_model(value("model") or None, value("weights") or None)
         self._class_names, self._colours = loaded.class_names, loaded.colours
         self._settings = runtime_settings({n: value(n) for n in RUNTIME}, loaded.class_names)
-        input_size = size_argument(value("input_size")) if value("input_size") else None
+        input_size = parse_size(value("input_size")) if value("input_size") else None
         self._pipeline = SegmentationPipeline(
             loaded, self._settings.head, device=value("device"), input_size=input_size
         )

@@ -34,19 +34,12 @@ from gradunc_ros.evaluation.datasets import CAMVID_OOD_LABELS, IDENTITY_OOD, rea
 from gradunc_ros.evaluation.metrics import component_metrics, pixel_metrics
 from gradunc_ros.postprocess import MaskSettings, ood_mask
 from gradunc_ros.ros.codec import ImageDecodeError, compressed_to_rgb, image_array, image_to_rgb
+from gradunc_ros.ros.topics import output_topics
 from gradunc_ros.tools.common import add_model_options, add_score_options, settings_from
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 LABEL_MAPS = {"camvid": CAMVID_OOD_LABELS, "binary": IDENTITY_OOD}
 START_NS = 1_700_000_000 * 1_000_000_000  # stamps of a converted folder start here
-
-
-def output_topics(camera_topic: str) -> dict[str, str]:
-    """Where the node publishes for a single camera (see gradunc_ros.ros.node.output_prefixes)."""
-    base = camera_topic.removesuffix("/compressed")
-    parent = base.rpartition("/")[0]
-    prefix = f"{parent}/gradunc" if parent else "gradunc"
-    return {name: f"{prefix}/{name}" for name in ("labels", "uncertainty", "ood_mask")}
 
 
 # --- from-images ------------------------------------------------------------------------------------

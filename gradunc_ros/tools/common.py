@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from gradunc_ros.models.preprocess import parse_size
 from gradunc_ros.uncertainty import SCORES, HeadSettings
 from gradunc_ros.uncertainty.pgn import MODES
 
@@ -13,12 +14,9 @@ DEFAULTS = HeadSettings()
 def size_argument(text: str) -> tuple[int, int]:
     """WIDTHxHEIGHT on the command line, (height, width) inside."""
     try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 320x240; got {text!r}") from None
-    if width <= 0 or height <= 0:
-        raise argparse.ArgumentTypeError("width and height must be positive")
-    return height, width
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_score_options(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,19 @@
+"""Output topic naming for one and several cameras."""
+
+from __future__ import annotations
+
+from gradunc_ros.ros.topics import output_prefixes, output_topics
+
+
+def test_each_camera_namespace_gets_its_outputs() -> None:
+    assert output_prefixes(["/front/image_raw", "/rear/image_raw/compressed"]) == ["/front/gradunc", "/rear/gradunc"]
+    assert output_prefixes(["image"]) == ["gradunc"]  # relative: remappable under the node's namespace
+
+
+def test_cameras_sharing_a_namespace_are_kept_apart() -> None:
+    assert output_prefixes(["/cam/left", "/cam/right"]) == ["/cam/left/gradunc", "/cam/right/gradunc"]
+
+
+def test_output_topics_of_one_camera() -> None:
+    topics = output_topics("/camera/image_raw/compressed")
+    assert topics["uncertainty"] == "/camera/gradunc/uncertainty" and topics["ood_mask"] == "/camera/gradunc/ood_mask"
