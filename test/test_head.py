@@ -212,7 +212,7 @@ def test_settings_change_between_frames_and_bad_settings_are_refused(deeplab, im
 
 
 def test_shipped_parameter_file_holds_valid_head_settings() -> None:
-    params = yaml.safe_load((REPO / "config" / "gradunc.yaml").read_text())["gradunc_node"]["ros__parameters"]
+    params = yaml.safe_load((REPO / "config" / "gradunc.yaml").read_text())["/**/gradunc_node"]["ros__parameters"]
     settings = HeadSettings.from_mapping({key: params[key] for key in ("score", "p", "mode", "resolution", "layer")})
     assert settings == HeadSettings()  # the file documents the defaults
 

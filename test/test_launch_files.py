@@ -15,7 +15,7 @@ def test_parameter_file_covers_every_node_parameter_with_its_type() -> None:
     pytest.importorskip("rclpy", reason="the node's parameter table needs rclpy")
     from gradunc_ros.ros.parameters import PARAMETERS, runtime_settings
 
-    params = yaml.safe_load((REPO / "config" / "gradunc.yaml").read_text())["gradunc_node"]["ros__parameters"]
+    params = yaml.safe_load((REPO / "config" / "gradunc.yaml").read_text())["/**/gradunc_node"]["ros__parameters"]
     assert set(params) == set(PARAMETERS)
     for name, (default, *_rest) in PARAMETERS.items():
         assert type(params[name]) is type(default), name

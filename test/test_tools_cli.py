@@ -116,7 +116,7 @@ def test_calibrate_writes_a_parameter_file_with_the_promised_rate(tmp_path: Path
     common = ["--data", str(tiny_camvid), "--weights", str(random_weights), "--score", "pgn_oh", "--p", "0.5"]
     result = _tool("calibrate", *common, "--target-fpr", "0.1", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    params = yaml.safe_load(out.read_text())["gradunc_node"]["ros__parameters"]
+    params = yaml.safe_load(out.read_text())["/**/gradunc_node"]["ros__parameters"]
     assert params["score"] == "pgn_oh" and params["p"] == 0.5
     # Check the promise on the same frames: at most 10 % of in-distribution pixels above the threshold.
     pipeline_scores = []

@@ -1,4 +1,4 @@
-"""Where the node publishes: plain string rules, no ROS import (the bag tools use them offline)."""
+"""Names the node uses: output topics and its parameter-file key; plain rules, no ROS import."""
 
 from __future__ import annotations
 
@@ -18,3 +18,17 @@ def output_topics(camera_topic: str) -> dict[str, str]:
     """The output topics of a node serving this one camera."""
     prefix = output_prefixes([camera_topic])[0]
     return {name: f"{prefix}/{name}" for name in OUTPUTS}
+
+
+# The key of the node's section in a ROS 2 parameter file: the node gradunc_node in any
+# namespace (a plain "gradunc_node" would match it only in the root namespace).
+PARAMETER_FILE_KEY = "/**/gradunc_node"
+
+
+def node_parameters(document: dict) -> dict:
+    """The ros__parameters of gradunc_node in a loaded parameter file (either key form), or {}."""
+    for key in (PARAMETER_FILE_KEY, "gradunc_node", "/gradunc_node", "/**"):
+        section = (document or {}).get(key)
+        if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
+            return section["ros__parameters"]
+    return {}

@@ -19,9 +19,8 @@ from gradunc_ros.evaluation.calibration import best_f1_threshold, threshold_for_
 from gradunc_ros.evaluation.datasets import DATASET_KINDS, read_ood_dataset, read_rgb
 from gradunc_ros.models import CheckpointError, load_model, model_names
 from gradunc_ros.pipeline import SegmentationPipeline
+from gradunc_ros.ros.topics import PARAMETER_FILE_KEY
 from gradunc_ros.tools.common import add_model_options, add_score_options, settings_from
-
-NODE = "gradunc_node"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         "layer": settings.layer, "threshold": threshold,
     }  # fmt: skip
     comment = f"# gradunc-calibrate: {how_text}, {len(scores)} frames of {dataset.name}\n"
-    Path(args.out).write_text(comment + yaml.safe_dump({NODE: {"ros__parameters": params}}, sort_keys=False))
+    Path(args.out).write_text(
+        comment + yaml.safe_dump({PARAMETER_FILE_KEY: {"ros__parameters": params}}, sort_keys=False)
+    )
     print(f"threshold {threshold:.6g} ({how_text}); wrote {args.out}")
     return 0
 

@@ -55,10 +55,11 @@ def _model_colours(params_file: str) -> tuple:
     import yaml
 
     from gradunc_ros.models import load_model
+    from gradunc_ros.ros.topics import node_parameters
 
     values = {}
     if Path(params_file).is_file():
-        values = yaml.safe_load(Path(params_file).read_text()).get("gradunc_node", {}).get("ros__parameters", {})
+        values = node_parameters(yaml.safe_load(Path(params_file).read_text()))
     return load_model(values.get("model") or None, values.get("weights") or None).colours
 
 
