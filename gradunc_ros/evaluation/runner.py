@@ -85,8 +85,7 @@ def evaluate(
         if semantic is not None:
             target = semantic[raw]
             probs = torch.softmax(torch.from_numpy(prediction.logits), dim=0).numpy()
-            valid_prediction = np.minimum(prediction.labels, num_classes - 1)
-            confusion += confusion_matrix(valid_prediction, target, num_classes)
+            confusion += confusion_matrix(prediction.labels, target, num_classes)
             calibration.add(probs.max(axis=0), prediction.labels, target)
             predictions.append(prediction.labels)
             targets.append(target)

@@ -14,8 +14,6 @@ from rclpy.node import Node
 
 from ..postprocess import MaskSettings
 from ..uncertainty import SCORES, HeadSettings
-from ..uncertainty.head import LAYERS, RESOLUTIONS
-from ..uncertainty.pgn import MODES
 
 DEFAULT_HEAD = HeadSettings()
 
@@ -84,9 +82,7 @@ def parse_classes(text: str, class_names: tuple[str, ...]) -> tuple[int, ...]:
 
 def runtime_settings(values: dict[str, object], class_names: tuple[str, ...]) -> RuntimeSettings:
     """Validated settings from parameter values, or ValueError with the reason."""
-    for name, allowed in (("score", SCORES), ("mode", MODES), ("resolution", RESOLUTIONS), ("layer", LAYERS)):
-        if values[name] not in allowed:
-            raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {values[name]!r}")
+    # HeadSettings checks score, mode, resolution and layer against their allowed values.
     head = HeadSettings(
         score=str(values["score"]), p=float(values["p"]), mode=str(values["mode"]),
         resolution=str(values["resolution"]), layer=str(values["layer"]),

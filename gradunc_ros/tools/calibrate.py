@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -55,10 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, FileNotFoundError, KeyError, OSError, RuntimeError, ValueError) as error:
         print(f"gradunc-calibrate: {error}", file=sys.stderr)
         return 1
-    params = {
-        "score": settings.score, "p": settings.p, "mode": settings.mode, "resolution": settings.resolution,
-        "layer": settings.layer, "threshold": threshold,
-    }  # fmt: skip
+    params = {**asdict(settings), "threshold": threshold}
     comment = f"# gradunc-calibrate: {how_text}, {len(scores)} frames of {dataset.name}\n"
     Path(args.out).write_text(
         comment + yaml.safe_dump({PARAMETER_FILE_KEY: {"ros__parameters": params}}, sort_keys=False)
