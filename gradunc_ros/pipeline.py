@@ -22,6 +22,9 @@ from torch import Tensor
 from .models.loading import LoadedModel
 from .models.preprocess import fit_to_multiple, normalise, resize_input
 from .uncertainty import GradientUncertaintyHead, HeadSettings, log_bilinear_resize
+from .uncertainty.fused import triton_runs_on
+
+PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -32,6 +35,19 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device cuda was asked for but CUDA is not available on this machine")
     return device
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA out of memory, or the CPU allocator's failure (a plain RuntimeError in PyTorch)."""
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+
+
+def free_device_memory() -> None:
+    """Give cached CUDA blocks back after a failure; call once the failing frame's tensors are gone."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 @dataclass
@@ -52,21 +68,38 @@ class SegmentationPipeline:
         settings: HeadSettings | None = None,
         device: str = "auto",
         input_size: tuple[int, int] | None = None,
+        *,
+        fused: str = "auto",
+        precision: str = "float32",
     ) -> None:
         """``input_size`` (height, width) of the network; default: what the weights were trained at,
-        else each image's own size (rounded to what the architecture accepts)."""
+        else each image's own size (rounded to what the architecture accepts).  ``fused``: auto (the
+        Triton kernel where it runs, i.e. CUDA), off, or triton (an error where it cannot run).
+        ``precision``: the network's float32, float16 or bfloat16; scores are float32 either way."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.loaded = loaded
         self.device = resolve_device(device)
+        self.dtype = PRECISIONS[precision]
+        if fused == "triton" and not triton_runs_on(self.device):
+            raise RuntimeError(f"the fused Triton head needs CUDA and the triton package (device {self.device})")
         spec = loaded.spec
+        self._staging: dict[tuple[int, ...], Tensor] = {}  # pinned host buffers, one per batch shape
         self.head = GradientUncertaintyHead(
-            loaded.model.to(self.device),
+            loaded.model.to(self.device, self.dtype),
             spec.last_layer,
             settings,
             penultimate_conv=spec.penultimate_conv,
             penultimate_bn=spec.penultimate_bn,
             align_corners=spec.align_corners,
+            fused=fused,
         )
         self.input_size = input_size or loaded.input_size
+
+    @property
+    def fused_active(self) -> bool:
+        """Exact last-layer gradient scores come from the fused Triton kernel here."""
+        return self.head.fused is not None and triton_runs_on(self.device)
 
     @property
     def settings(self) -> HeadSettings:
@@ -94,8 +127,9 @@ class SegmentationPipeline:
         if any(image.shape != images[0].shape for image in images) or images[0].ndim != 3 or images[0].shape[2] != 3:
             raise ValueError("a batch needs H x W x 3 images of one size")
         start = time.perf_counter()
-        batch = torch.from_numpy(np.stack(images)).to(self.device, non_blocking=True)
+        batch = self._upload(images)
         x = resize_input(normalise(batch, self.loaded.spec.mean, self.loaded.spec.std), self.network_size(size))
+        x = x.to(self.dtype)
         self._sync()
         inferred = time.perf_counter()
         all_settings = [self.settings, *extra_scores]
@@ -125,6 +159,19 @@ class SegmentationPipeline:
             )
             for i in range(len(images))
         ]
+
+    def _upload(self, images: Sequence[np.ndarray]) -> Tensor:
+        """uint8 frames onto the device as they are (a quarter of float32's bytes); on CUDA through a
+        pinned buffer kept per batch shape, so that steady state allocates no host memory."""
+        if self.device.type != "cuda":
+            return torch.from_numpy(np.stack(images))
+        shape = (len(images), *images[0].shape)
+        staging = self._staging.get(shape)
+        if staging is None:
+            staging = self._staging[shape] = torch.empty(shape, dtype=torch.uint8).pin_memory()
+        for slot, image in zip(staging, images, strict=True):
+            slot.copy_(torch.from_numpy(image))
+        return staging.to(self.device, non_blocking=True)
 
     def predict(self, image: np.ndarray, keep_logits: bool = False) -> Prediction:
         return self.predict_batch([image], keep_logits)[0]

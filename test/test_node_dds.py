@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -14,9 +12,8 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
-from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
-from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from ros_helpers import isolated_ros_env, set_parameters, spin_until, start_node  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from gradunc_ros.models import load_model  # noqa: E402
@@ -34,24 +31,17 @@ def weights(random_erfnet: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def ros_env(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    home = tmp_path_factory.mktemp("ros_home")
-    env = {**os.environ, "ROS_HOME": str(home), "ROS_LOG_DIR": str(home / "log"), "PYTHONUNBUFFERED": "1"}
-    env["ROS_DOMAIN_ID"] = str(100 + os.getpid() % 100)  # keep parallel runs apart
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_HOME", "ROS_LOG_DIR")})
-    return env
+    return isolated_ros_env(tmp_path_factory.mktemp("ros_home"), 100)
 
 
 @pytest.fixture(scope="module")
 def node_process(weights: Path, ros_env: dict, tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("node_log") / "node.log"
-    command = [
-        sys.executable, "-m", "gradunc_ros.ros.node", "--ros-args",
-        "-p", f"weights:={weights}",
-        "-p", "image_topics:=[/cam_a/image_raw, /cam_b/image_raw/compressed]",
-        "-p", "input_reliability:=reliable", "-p", "publish_overlay:=true", "-p", "status_period:=0.5",
-    ]  # fmt: skip
-    with log.open("w") as handle:
-        process = subprocess.Popen(command, env=ros_env, stdout=handle, stderr=subprocess.STDOUT)
+    parameters = {
+        "weights": str(weights), "image_topics": "[/cam_a/image_raw, /cam_b/image_raw/compressed]",
+        "input_reliability": "reliable", "publish_overlay": "true", "status_period": "0.5",
+    }  # fmt: skip
+    process = start_node(parameters, ros_env, log)
     yield process, log
     if process.poll() is None:
         process.kill()
@@ -75,17 +65,6 @@ def peer(node_process, ros_env):
         yield node, publishers, received
 
 
-def _spin_until(node, condition, timeout: float, publish=None) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if publish is not None:
-            publish()
-        node.executor.spin_once(timeout_sec=0.2)
-        if condition():
-            return True
-    return False
-
-
 def _frame(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (48, 64, 3), dtype=np.uint8)
 
@@ -102,7 +81,7 @@ def _send(publishers, image: np.ndarray, stamp_sec: int) -> None:
 def test_both_cameras_get_every_output_with_their_header(peer, weights) -> None:
     node, publishers, received = peer
     image = _frame(1)
-    assert _spin_until(node, lambda: all(received.values()), 90, lambda: _send(publishers, image, 1234)), {
+    assert spin_until(node, lambda: all(received.values()), 90, lambda: _send(publishers, image, 1234)), {
         k: len(v) for k, v in received.items()
     }
     pipeline = SegmentationPipeline(load_model(weights=weights), device="cpu")
@@ -140,34 +119,16 @@ def test_real_camvid_frame_labels_equal_gradunc_infer(peer, weights, camvid_root
     frame = array_to_image(read_rgb(path), "rgb8")  # the same decoded pixels gradunc-infer saw
     frame.header.stamp.sec, frame.header.frame_id = 4242, "camvid"
     topic = "/cam_a/gradunc/labels"
-    assert _spin_until(node, lambda: any(m.header.stamp.sec == 4242 for m in received[topic]), 60,
+    assert spin_until(node, lambda: any(m.header.stamp.sec == 4242 for m in received[topic]), 60,
                        lambda: publishers["cam_a"].publish(frame))  # fmt: skip
     labels = next(m for m in received[topic] if m.header.stamp.sec == 4242)
     assert (labels.width, labels.height) == (480, 360)
     assert np.array_equal(image_array(labels), expected["labels"])
 
 
-def _set(node, **values) -> list:
-    client = node.create_client(SetParameters, "/gradunc_node/set_parameters")
-    assert client.wait_for_service(timeout_sec=20)
-    request = SetParameters.Request()
-    for name, value in values.items():
-        if isinstance(value, float):
-            request.parameters.append(
-                Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))
-            )
-        else:
-            request.parameters.append(
-                Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value))
-            )
-    future = client.call_async(request)
-    assert _spin_until(node, future.done, 20)
-    return future.result().results
-
-
 def test_runtime_parameter_changes_take_effect_and_bad_ones_are_refused(peer) -> None:
     node, publishers, received = peer
-    results = _set(node, score="msp")
+    results = set_parameters(node, score="msp")
     assert results[0].successful
     topic = "/cam_a/gradunc/uncertainty"
     received[topic].clear()
@@ -179,14 +140,14 @@ def test_runtime_parameter_changes_take_effect_and_bad_ones_are_refused(peer) ->
         scores = image_array(received[topic][-1])
         return float(scores.min()) >= 0.0 and float(scores.max()) <= 1.0
 
-    assert _spin_until(node, msp_arrived, 60, lambda: _send(publishers, image, 5))
+    assert spin_until(node, msp_arrived, 60, lambda: _send(publishers, image, 5))
     scores = image_array(received[topic][-1])
     assert scores.min() >= 0.0 and scores.max() <= 1 - 1 / 9 + 1e-6  # 1 - max softmax of 9 classes
-    refused = _set(node, p=-1.0)
+    refused = set_parameters(node, p=-1.0)
     assert not refused[0].successful
-    refused = _set(node, roi_classes="giraffe")
+    refused = set_parameters(node, roi_classes="giraffe")
     assert not refused[0].successful and "giraffe" in refused[0].reason
-    assert _set(node, score="pgn_oh")[0].successful
+    assert set_parameters(node, score="pgn_oh")[0].successful
 
 
 def test_a_burst_is_dropped_and_counted_never_queued(peer) -> None:
@@ -207,7 +168,7 @@ def test_a_burst_is_dropped_and_counted_never_queued(peer) -> None:
         image.header.stamp.sec = stamp
         publishers["cam_a"].publish(image)
     # The newest frame is served promptly: no backlog of the burst behind it.
-    assert _spin_until(node, lambda: any(m.header.stamp.sec == 159 for m in received[topic]), 30)
+    assert spin_until(node, lambda: any(m.header.stamp.sec == 159 for m in received[topic]), 30)
     served = {m.header.stamp.sec for m in received[topic] if m.header.stamp.sec >= 100}
     assert len(served) < 60
 
@@ -215,7 +176,7 @@ def test_a_burst_is_dropped_and_counted_never_queued(peer) -> None:
         values = status.get("gradunc_node: /cam_a/image_raw")
         return bool(values) and values["received"] == values["processed"] + values["dropped"] + values["bad_frames"]
 
-    assert _spin_until(node, settled, 20)
+    assert spin_until(node, settled, 20)
     values = status["gradunc_node: /cam_a/image_raw"]
     # Every frame the node took in was either processed or counted as dropped (the DDS queue of
     # depth 5 may also discard some before the callback sees them).
@@ -235,7 +196,7 @@ def test_bad_frames_are_skipped_with_one_line_per_reason(peer, node_process) -> 
     topic = "/cam_a/gradunc/labels"
     received[topic].clear()
     good.header.stamp.sec = 777
-    assert _spin_until(node, lambda: any(m.header.stamp.sec == 777 for m in received[topic]), 30,
+    assert spin_until(node, lambda: any(m.header.stamp.sec == 777 for m in received[topic]), 30,
                        lambda: publishers["cam_a"].publish(good))  # fmt: skip
     text = node_process[1].read_text()
     assert text.count("skipping frames: data holds") == 1

@@ -119,6 +119,23 @@ def test_malformed_frames_are_refused_with_the_reason(rgb: np.ndarray, mutate, r
         image_to_rgb(msg)
 
 
+@pytest.mark.parametrize(
+    "encoding,width,height,reason",
+    (
+        ("yuv422", 5, 4, "yuv422 needs an even width, got 5"),
+        ("yuv422_yuy2", 3, 2, "needs an even width"),
+        ("nv21", 4, 3, "nv21 needs an even height, got 3"),
+    ),
+)
+def test_chroma_subsampled_frames_of_odd_size_are_refused(encoding: str, width: int, height: int, reason: str) -> None:
+    rows = height * 3 // 2 if encoding == "nv21" else height
+    channels = 1 if encoding == "nv21" else 2
+    msg = sensor_msgs.Image(height=height, width=width, encoding=encoding, step=width * channels)
+    msg.data = bytes(rows * width * channels)
+    with pytest.raises(ImageDecodeError, match=reason):
+        image_to_rgb(msg)
+
+
 def test_compressed_frames(rgb: np.ndarray) -> None:
     png = sensor_msgs.CompressedImage(format="png", data=cv2.imencode(".png", rgb[..., ::-1])[1].tobytes())
     assert np.array_equal(compressed_to_rgb(png), rgb)

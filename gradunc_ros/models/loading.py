@@ -74,7 +74,7 @@ def load_model(
             trained = state[key].shape[1 if isinstance(last, nn.ConvTranspose2d) else 0]
             raise CheckpointError(
                 f"{weights} was trained for {trained} classes but {model_name} is set up for {len(class_names)}; "
-                "give the class count of the checkpoint"
+                "give the class count of the checkpoint (--num-classes; node parameter num_classes)"
             )
         load_weights(model, state, source=str(weights))
     return LoadedModel(

@@ -14,6 +14,10 @@ vision_opencv issue 535), so images are converted here:
   no colour meaning (``32FC1``, ``8UC3``, ...) are refused, as cv_bridge
   refuses them.
 - CompressedImage: any format OpenCV decodes (JPEG, PNG, ...), as BGR.
+
+Frames above ``max_pixels`` are refused before any large buffer is made: a
+raw frame by its header fields, a PNG or JPEG by the size its own header
+declares (a small file can declare a huge image).
 """
 
 from __future__ import annotations
@@ -77,6 +81,19 @@ def encoding_info(encoding: str) -> EncodingInfo:
     raise ImageDecodeError(f"unknown encoding {encoding!r}")
 
 
+def _check_size(width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageDecodeError(f"frame of {width}x{height} is larger than max_image_pixels ({max_pixels})")
+
+
+def _check_geometry(encoding: str, width: int, height: int) -> None:
+    """Chroma subsampling needs even sizes: YUV 4:2:2 even widths, NV21 even widths and heights."""
+    if encoding in ("yuv422", "uyvy", "yuv422_yuy2", "yuyv", "nv21") and width % 2:
+        raise ImageDecodeError(f"{encoding} needs an even width, got {width}")
+    if encoding == "nv21" and height % 2:
+        raise ImageDecodeError(f"nv21 needs an even height, got {height}")
+
+
 def image_array(msg) -> np.ndarray:
     """The pixel array of a sensor_msgs/Image (H x W or H x W x C, native byte order), rows unpadded.
 
@@ -102,26 +119,65 @@ def image_array(msg) -> np.ndarray:
     return array[:, :, 0] if info.channels == 1 else array
 
 
-def image_to_rgb(msg) -> np.ndarray:
+def image_to_rgb(msg, max_pixels: int | None = None) -> np.ndarray:
     """A sensor_msgs/Image as H x W x 3 uint8 RGB, or ImageDecodeError with the reason."""
     info = encoding_info(msg.encoding)
+    _check_size(int(msg.width), int(msg.height), max_pixels)
     if info.to_rgb == -1:
         raise ImageDecodeError(f"encoding {msg.encoding!r} has no colour meaning (cv_bridge refuses it too)")
+    _check_geometry(msg.encoding, int(msg.width), int(msg.height))
     array = image_array(msg)
-    rgb = array if info.to_rgb is None else cv2.cvtColor(array, info.to_rgb)
+    try:
+        rgb = array if info.to_rgb is None else cv2.cvtColor(array, info.to_rgb)
+    except cv2.error as error:  # any other size OpenCV cannot convert: refused, never a crash
+        reason = str(error).strip().splitlines()[-1]
+        size = f"{msg.width}x{msg.height}"
+        raise ImageDecodeError(f"{msg.encoding} frame of {size} cannot be converted: {reason}") from None
     if rgb.dtype == np.uint16:  # colour first, then depth, scaled 255/65535 as cv_bridge does
         rgb = np.clip(np.rint(rgb.astype(np.float32) * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(rgb)
 
 
-def compressed_to_rgb(msg) -> np.ndarray:
+def declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR or a JPEG's start-of-frame header; None if neither is found."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] != b"\xff\xd8":
+        return None
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            at += 2
+            continue
+        length = int.from_bytes(data[at + 2 : at + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+            if at + 9 > len(data):
+                return None
+            return int.from_bytes(data[at + 7 : at + 9], "big"), int.from_bytes(data[at + 5 : at + 7], "big")
+        if marker == 0xDA or length < 2:  # scan data before any frame header, or a broken length
+            return None
+        at += 2 + length
+    return None
+
+
+def compressed_to_rgb(msg, max_pixels: int | None = None) -> np.ndarray:
     """A sensor_msgs/CompressedImage (JPEG, PNG, ...) as H x W x 3 uint8 RGB."""
     data = np.frombuffer(msg.data, dtype=np.uint8)
     if data.size == 0:
         raise ImageDecodeError("empty compressed frame")
+    declared = declared_size(data[:65536].tobytes())  # JPEG headers before the frame header are small
+    if declared is not None:
+        _check_size(*declared, max_pixels)
     decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if decoded is None:
         raise ImageDecodeError(f"compressed frame ({msg.format or 'no format'}, {data.size} bytes) does not decode")
+    _check_size(decoded.shape[1], decoded.shape[0], max_pixels)
     return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 

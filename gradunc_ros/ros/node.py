@@ -10,6 +10,7 @@ its input's header.  See config/gradunc.yaml for the parameters.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -22,10 +23,10 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
-from ..models import CheckpointError, load_model
+from ..models import load_model
 from ..models.preprocess import parse_size
 from ..overlay import blend, colourise
-from ..pipeline import SegmentationPipeline
+from ..pipeline import SegmentationPipeline, free_device_memory, is_out_of_memory
 from ..postprocess import ood_mask
 from .codec import ImageDecodeError, array_to_image, compressed_to_rgb, image_to_rgb
 from .parameters import PARAMETERS, RuntimeSettings, declare_all, runtime_settings
@@ -45,6 +46,8 @@ class Camera:
     processed: int = 0
     dropped: int = 0
     bad: int = 0
+    failed: int = 0  # decoded but not inferred (out of memory, inference error)
+    last_frame_at: float | None = None  # time.monotonic() of the newest frame
     processed_at_last_status: int = 0
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=600))
     reported: set = field(default_factory=set)
@@ -63,17 +66,24 @@ class GraduncNode(Node):
         super().__init__("gradunc_node", **kwargs)
         declare_all(self)
         value = self._value
-        loaded = load_model(value("model") or None, value("weights") or None)
+        loaded = load_model(value("model") or None, value("weights") or None, num_classes=value("num_classes") or None)
         self._class_names, self._colours = loaded.class_names, loaded.colours
         self._settings = runtime_settings({n: value(n) for n in RUNTIME}, loaded.class_names)
         input_size = parse_size(value("input_size")) if value("input_size") else None
         self._pipeline = SegmentationPipeline(
-            loaded, self._settings.head, device=value("device"), input_size=input_size
+            loaded,
+            self._settings.head,
+            device=value("device"),
+            input_size=input_size,
+            fused=value("fused_head"),
+            precision=value("precision"),
         )
+        self._max_pixels = int(value("max_image_pixels"))
+        self._stale_after = float(value("stale_after"))
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._stopping = False
-        topics = list(value("image_topics"))
+        topics = [topic.strip() for topic in value("image_topics") if topic.strip()]
         if not topics:
             raise ValueError("image_topics is empty: give at least one camera topic")
         input_qos = qos_profile_sensor_data if value("input_reliability") == "best_effort" else _qos("reliable", 5)
@@ -93,8 +103,9 @@ class GraduncNode(Node):
         self.create_timer(float(value("log_period")), self._log_summary)
         self._worker = threading.Thread(target=self._work, name="gradunc_inference", daemon=True)
         self._worker.start()
+        fused = "fused Triton head" if self._pipeline.fused_active else "plain PyTorch head"
         self.get_logger().info(
-            f"{loaded.spec.name} ({loaded.weights}) on {self._pipeline.device}; "
+            f"{loaded.spec.name} ({loaded.weights}) on {self._pipeline.device}, {value('precision')}, {fused}; "
             + "; ".join(f"{c.topic} -> {c.prefix}/{{{','.join(OUTPUTS)}}}" for c in self._cameras)
         )
 
@@ -106,6 +117,7 @@ class GraduncNode(Node):
     def _on_frame(self, camera: Camera, msg) -> None:
         with self._lock:
             camera.received += 1
+            camera.last_frame_at = time.monotonic()
             if camera.pending is not None:
                 camera.dropped += 1
             camera.pending = msg
@@ -138,8 +150,8 @@ class GraduncNode(Node):
             try:
                 self._process(taken, settings)
             except Exception as error:  # noqa: BLE001 - one bad batch must not stop the node
-                self.get_logger().error(f"inference failed, {len(taken)} frame(s) skipped: {error}")
-                _free_device_memory()
+                self._fail([camera for camera, _ in taken], f"{type(error).__name__}: {error}")
+            del taken
 
     def _process(self, taken: list, settings: RuntimeSettings) -> None:
         if self._pipeline.settings != settings.head:
@@ -147,15 +159,44 @@ class GraduncNode(Node):
         by_size: dict[tuple, list] = {}
         for camera, msg in taken:
             try:
-                image = compressed_to_rgb(msg) if camera.compressed else image_to_rgb(msg)
+                if camera.compressed:
+                    image = compressed_to_rgb(msg, self._max_pixels)
+                else:
+                    image = image_to_rgb(msg, self._max_pixels)
             except ImageDecodeError as error:
                 self._reject(camera, str(error))
                 continue
             by_size.setdefault(image.shape, []).append((camera, msg, image))
         for group in by_size.values():
+            self._infer_and_publish(group, settings)
+
+    def _infer_and_publish(self, group: list, settings: RuntimeSettings) -> None:
+        """One forward pass for frames of one size; out of memory: frees memory, then one frame at a time."""
+        try:
             predictions = self._pipeline.predict_batch([image for _, _, image in group])
-            for (camera, msg, image), prediction in zip(group, predictions, strict=True):
-                self._publish(camera, msg.header, image, prediction, settings)
+            out_of_memory = False
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            out_of_memory = True
+        if out_of_memory:  # outside the except block: the traceback no longer holds the failed tensors
+            free_device_memory()
+            if len(group) > 1:
+                for item in group:
+                    self._infer_and_publish([item], settings)
+            else:
+                height, width = group[0][2].shape[:2]
+                self._fail([group[0][0]], f"out of memory on a {width}x{height} frame (memory freed)")
+            return
+        for (camera, msg, image), prediction in zip(group, predictions, strict=True):
+            self._publish(camera, msg.header, image, prediction, settings)
+
+    def _fail(self, cameras: list[Camera], reason: str) -> None:
+        with self._lock:
+            for camera in cameras:
+                camera.failed += 1
+        topics = ", ".join(camera.topic for camera in cameras)
+        self.get_logger().error(f"{topics}: frame skipped: {reason}", throttle_duration_sec=5.0)
 
     def _reject(self, camera: Camera, reason: str) -> None:
         with self._lock:
@@ -190,9 +231,12 @@ class GraduncNode(Node):
             camera.processed_at_last_status = camera.processed
             return {
                 "received": camera.received, "processed": camera.processed, "dropped": camera.dropped,
-                "bad_frames": camera.bad, "rate_hz": rate,
+                "bad_frames": camera.bad, "failed": camera.failed, "rate_hz": rate,
+                "seconds_since_frame": -1.0 if camera.last_frame_at is None
+                else time.monotonic() - camera.last_frame_at,
                 "latency_p50_ms": float(np.percentile(latencies, 50)),
                 "latency_p95_ms": float(np.percentile(latencies, 95)),
+                "latency_p99_ms": float(np.percentile(latencies, 99)),
             }  # fmt: skip
 
     def _publish_status(self) -> None:
@@ -201,21 +245,32 @@ class GraduncNode(Node):
         for camera in self._cameras:
             values = self._camera_status(camera)
             status = DiagnosticStatus(name=f"gradunc_node: {camera.topic}", hardware_id=str(self._pipeline.device))
-            status.level = DiagnosticStatus.WARN if values["bad_frames"] else DiagnosticStatus.OK
-            status.message = "bad frames skipped" if values["bad_frames"] else "ok"
+            status.level, status.message = self._level(values)
             status.values = [KeyValue(key=k, value=f"{v:.6g}") for k, v in values.items()]
             message.status.append(status)
         self._diagnostics.publish(message)
+
+    def _level(self, values: dict[str, float]) -> tuple[bytes, str]:
+        silent = values["seconds_since_frame"]
+        if silent < 0:
+            return DiagnosticStatus.WARN, "no frames yet"
+        if silent > self._stale_after:
+            return DiagnosticStatus.WARN, f"no frames for {silent:.1f} s"
+        if values["failed"]:
+            return DiagnosticStatus.WARN, "frames failed (see the log)"
+        if values["bad_frames"]:
+            return DiagnosticStatus.WARN, "bad frames skipped"
+        return DiagnosticStatus.OK, "ok"
 
     def _log_summary(self) -> None:
         for camera in self._cameras:
             with self._lock:
                 latencies = list(camera.latencies_ms)
-                counts = (camera.received, camera.processed, camera.dropped, camera.bad)
+                counts = (camera.received, camera.processed, camera.dropped, camera.bad, camera.failed)
             p95 = f"{np.percentile(latencies, 95):.1f} ms" if latencies else "n/a"
             self.get_logger().info(
                 f"{camera.topic}: received {counts[0]}, processed {counts[1]}, dropped {counts[2]}, "
-                f"bad {counts[3]}, stamp-to-publish p95 {p95}"
+                f"bad {counts[3]}, failed {counts[4]}, stamp-to-publish p95 {p95}"
             )
 
     def shutdown(self) -> None:
@@ -223,13 +278,6 @@ class GraduncNode(Node):
             self._stopping = True
             self._wake.notify_all()
         self._worker.join(timeout=10.0)
-
-
-def _free_device_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def main(args: list[str] | None = None) -> int:
@@ -243,8 +291,10 @@ def main(args: list[str] | None = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (CheckpointError, KeyError, RuntimeError, ValueError) as error:
-        rclpy.logging.get_logger("gradunc_node").fatal(f"cannot start: {error}")
+    except Exception as error:  # noqa: BLE001 - anything before spinning is a start-up fault
+        if node is not None:
+            raise
+        rclpy.logging.get_logger("gradunc_node").fatal(f"cannot start: {type(error).__name__}: {error}")
         code = 1
     finally:
         if node is not None:

@@ -22,7 +22,20 @@ _P, _I = FloatingPointRange, IntegerRange
 PARAMETERS: dict[str, tuple[object, str, bool, object]] = {
     "model": ("", "architecture (gradunc-infer --help lists them); empty: the shipped default", True, None),
     "weights": ("", "weights file (.safetensors or .pth); empty: the shipped default model", True, None),
+    "num_classes": (
+        0,
+        "class count of a .pth checkpoint without metadata; 0: from the weights or model",
+        True,
+        _I(from_value=0, to_value=65535),
+    ),
     "device": ("auto", "auto (CUDA when present), cpu or cuda[:N]; cuda without CUDA fails at start", True, None),
+    "precision": ("float32", "network precision: float32, float16 or bfloat16 (scores stay float32)", True, None),
+    "fused_head": (
+        "auto",
+        "auto: the fused Triton head where it runs (CUDA), else plain PyTorch; off; triton (fails without it)",
+        True,
+        None,
+    ),
     "input_size": ("", "network input WIDTHxHEIGHT; empty: what the weights were trained at", True, None),
     "image_topics": (["image"], "camera topics; one ending in /compressed is a CompressedImage", True, None),
     "input_reliability": ("best_effort", "camera QoS: best_effort (sensor data) or reliable", True, None),
@@ -43,6 +56,18 @@ PARAMETERS: dict[str, tuple[object, str, bool, object]] = {
     "roi_dilation": (0, "pixels by which the region of interest grows", False, _I(from_value=0, to_value=1000)),
     "min_area": (0, "OoD components below this many pixels are dropped", False, _I(from_value=0, to_value=10**7)),
     "publish_overlay": (False, "also publish a colour overlay (rgb8) per camera", False, None),
+    "max_image_pixels": (
+        7680 * 4320,
+        "frames with more pixels (width x height) are skipped with a warning; 8K UHD by default",
+        True,
+        _I(from_value=1, to_value=2**31 - 1),
+    ),
+    "stale_after": (
+        2.0,
+        "seconds without frames before /diagnostics warns about a camera",
+        True,
+        _P(from_value=0.1, to_value=3600.0),
+    ),
     "status_period": (1.0, "seconds between /diagnostics messages", True, _P(from_value=0.1, to_value=60.0)),
     "log_period": (10.0, "seconds between summary log lines", True, _P(from_value=1.0, to_value=3600.0)),
 }

@@ -35,7 +35,7 @@ from gradunc_ros.evaluation.metrics import component_metrics, pixel_metrics
 from gradunc_ros.postprocess import MaskSettings, ood_mask
 from gradunc_ros.ros.codec import ImageDecodeError, compressed_to_rgb, image_array, image_to_rgb
 from gradunc_ros.ros.topics import output_topics
-from gradunc_ros.tools.common import add_model_options, add_score_options, settings_from
+from gradunc_ros.tools.common import add_model_options, add_score_options, load_from, settings_from
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 LABEL_MAPS = {"camvid": CAMVID_OOD_LABELS, "binary": IDENTITY_OOD}
@@ -91,7 +91,6 @@ def _score_recorded(bag: Path, camera: str, label_topic: str) -> tuple[dict, dic
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from gradunc_ros.models import load_model
     from gradunc_ros.pipeline import SegmentationPipeline
 
     bag = Path(args.bag)
@@ -106,7 +105,7 @@ def evaluate(args: argparse.Namespace) -> int:
             print(f"gradunc-bag: no topic {camera} in {bag} (topics: {', '.join(available)})", file=sys.stderr)
             return 1
         pipeline = SegmentationPipeline(
-            load_model(args.model, args.weights), settings_from(args), device=args.device, input_size=args.input_size
+            load_from(args), settings_from(args), device=args.device, input_size=args.input_size
         )
         mask_settings = MaskSettings(threshold=args.threshold)
         topics = output_topics(camera)

@@ -18,10 +18,10 @@ from tqdm import tqdm
 
 from gradunc_ros.evaluation.calibration import best_f1_threshold, threshold_for_false_positive_rate
 from gradunc_ros.evaluation.datasets import DATASET_KINDS, read_ood_dataset, read_rgb
-from gradunc_ros.models import CheckpointError, load_model, model_names
+from gradunc_ros.models import CheckpointError, model_names
 from gradunc_ros.pipeline import SegmentationPipeline
 from gradunc_ros.ros.topics import PARAMETER_FILE_KEY
-from gradunc_ros.tools.common import add_model_options, add_score_options, settings_from
+from gradunc_ros.tools.common import add_model_options, add_score_options, load_from, settings_from
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,9 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from(args)
         dataset = read_ood_dataset(args.dataset, args.data, args.split)
-        pipeline = SegmentationPipeline(
-            load_model(args.model, args.weights), settings, device=args.device, input_size=args.input_size
-        )
+        pipeline = SegmentationPipeline(load_from(args), settings, device=args.device, input_size=args.input_size)
         scores, labels = [], []
         for frame in tqdm(dataset.frames[: args.max_frames], desc="frames", unit="frame"):
             scores.append(pipeline.predict(read_rgb(frame.image)).score)

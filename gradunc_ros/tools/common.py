@@ -40,5 +40,15 @@ def settings_from(args: argparse.Namespace) -> HeadSettings:
 def add_model_options(parser: argparse.ArgumentParser, model_names: list[str]) -> None:
     parser.add_argument("--model", choices=model_names, help="architecture (default: the shipped model's)")
     parser.add_argument("--weights", help="weights file, .safetensors or .pth (default: the shipped model)")
+    parser.add_argument(
+        "--num-classes", type=int, help="class count of a .pth without metadata (default: the weights' or model's)"
+    )
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     parser.add_argument("--input-size", type=size_argument, help="network input WIDTHxHEIGHT (default: the model's)")
+
+
+def load_from(args: argparse.Namespace):
+    """The model that --model, --weights and --num-classes name (see add_model_options)."""
+    from ..models import load_model
+
+    return load_model(args.model, args.weights, num_classes=args.num_classes)

@@ -16,9 +16,9 @@ from tqdm import tqdm
 from gradunc_ros.evaluation.datasets import DATASET_KINDS, read_ood_dataset
 from gradunc_ros.evaluation.report import markdown_table, write_report
 from gradunc_ros.evaluation.runner import evaluate
-from gradunc_ros.models import CheckpointError, describe_models, load_model, model_names
+from gradunc_ros.models import CheckpointError, describe_models, model_names
 from gradunc_ros.pipeline import SegmentationPipeline
-from gradunc_ros.tools.common import add_model_options
+from gradunc_ros.tools.common import add_model_options, load_from
 from gradunc_ros.uncertainty import SCORES, HeadSettings
 from gradunc_ros.uncertainty.head import GRADIENT_SCORES
 from gradunc_ros.uncertainty.pgn import MODES
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         dataset = read_ood_dataset(args.dataset, args.data, args.split)
-        loaded = load_model(args.model, args.weights)
+        loaded = load_from(args)
         settings = score_settings(args.scores, args.p, args.modes, args.layers)
         pipeline = SegmentationPipeline(loaded, HeadSettings(), device=args.device, input_size=args.input_size)
         evaluation = evaluate(pipeline, dataset, settings, args.max_frames, progress=tqdm)

@@ -20,7 +20,7 @@ from gradunc_ros.evaluation.datasets import camvid_frames
 from gradunc_ros.evaluation.segmentation import miou_over_frames
 from gradunc_ros.models import CheckpointError, load_model, save_safetensors
 from gradunc_ros.pipeline import SegmentationPipeline
-from gradunc_ros.tools.common import size_argument
+from gradunc_ros.tools.common import load_from, size_argument
 from gradunc_ros.uncertainty import HeadSettings
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gradunc-export", description=__doc__)
     parser.add_argument("--weights", required=True, help="trained weights (.safetensors from gradunc-train, or .pth)")
     parser.add_argument("--model", help="architecture, when the weights file does not say")
+    parser.add_argument("--num-classes", type=int, help="class count, when the weights file does not say")
     parser.add_argument("--out", required=True, help="the .safetensors file to write")
     parser.add_argument("--dtype", default="float16", choices=sorted(DTYPES), help="stored precision (default float16)")
     parser.add_argument("--input-size", type=size_argument, help="network input WxH the weights are meant for")
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", action="append", default=[], metavar="KEY=VALUE", help="extra metadata")
     args = parser.parse_args(argv)
     try:
-        loaded = load_model(args.model, args.weights)
+        loaded = load_from(args)
         extra = dict(note.split("=", 1) for note in args.note)
         if args.input_size:
             extra["input_size"] = f"{args.input_size[1]}x{args.input_size[0]}"

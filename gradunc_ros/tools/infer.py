@@ -16,10 +16,10 @@ import numpy as np
 from tqdm import tqdm
 
 from gradunc_ros.evaluation.datasets import read_rgb
-from gradunc_ros.models import CheckpointError, describe_models, load_model, model_names
+from gradunc_ros.models import CheckpointError, describe_models, model_names
 from gradunc_ros.overlay import blend, colourise
 from gradunc_ros.pipeline import SegmentationPipeline
-from gradunc_ros.tools.common import add_model_options, add_score_options, settings_from
+from gradunc_ros.tools.common import add_model_options, add_score_options, load_from, settings_from
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        loaded = load_model(args.model, args.weights)
+        loaded = load_from(args)
         pipeline = SegmentationPipeline(loaded, settings_from(args), device=args.device, input_size=args.input_size)
     except (CheckpointError, KeyError, RuntimeError, ValueError) as error:
         print(f"gradunc-infer: {error}", file=sys.stderr)

@@ -12,6 +12,11 @@ Resolutions (method.md, section 1):
 - ``"output"``: exact at the output resolution, for a 1x1 conv last layer
   followed by bilinear upsampling of the logits (the 1x1 conv commutes with
   the upsampling, so the gradient's input is the upsampled features).
+
+``fused="auto"`` (or ``"triton"``) puts :class:`~.fused.FusedLastLayer` in the
+last layer's place: where Triton runs (CUDA), an exact last-layer score of a
+1x1 or kernel == stride transposed last layer then comes from the same kernel
+that computes the logits, from one read of the features (``fused.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from .baselines import BASELINES
+from .fused import FUSED_CHOICES, FusedLastLayer, fusable_layer, install, triton_runs_on
 from .pgn import MODES, class_log_norm, pgn_for_layer, pgn_penultimate
 from .resample import log_bilinear_resize, log_pnorm_of_upsampled
 
@@ -120,16 +126,26 @@ class GradientUncertaintyHead(nn.Module):
         penultimate_conv: str | None = None,
         penultimate_bn: str | None = None,
         align_corners: bool = True,
+        fused: str = "off",
     ) -> None:
         super().__init__()
+        if fused not in FUSED_CHOICES:
+            raise ValueError(f"fused must be one of {', '.join(FUSED_CHOICES)}, got {fused!r}")
         self.model = model
         self.align_corners = align_corners
-        self.last_layer = model.get_submodule(last_layer)
+        found = model.get_submodule(last_layer)
+        installed = found if isinstance(found, FusedLastLayer) else None  # another head on this model fused it
+        self.last_layer = installed.layer if installed is not None else found
         self.penultimate_conv = model.get_submodule(penultimate_conv) if penultimate_conv else None
         self.penultimate_bn = model.get_submodule(penultimate_bn) if penultimate_bn else None
         self._captured: dict[str, Tensor] = {}
         self._wanted: dict[str, bool] = {}  # what the pass in progress needs captured
         self.last_layer.register_forward_hook(self._capture_last)
+        self.fused: FusedLastLayer | None = None
+        if fused != "off" and fusable_layer(self.last_layer):
+            self.fused = installed or install(model, last_layer)
+        elif fused == "triton":
+            raise ValueError(f"the fused head cannot compute this last layer ({type(self.last_layer).__name__})")
         if self.penultimate_conv is not None:
             self.penultimate_conv.register_forward_hook(self._capture_penultimate)
         self.settings = settings or HeadSettings()
@@ -173,8 +189,12 @@ class GradientUncertaintyHead(nn.Module):
         """One forward pass, several scores: (logits, labels, one score per entry of ``settings_list``)."""
         for settings in settings_list:
             self._check_supported(settings)
+        gradient = [s for s in settings_list if s.is_gradient_score]
+        fuse = len(set(gradient)) == 1 and self._fusable(gradient[0], images.device)
+        if fuse:
+            self.fused.request = (gradient[0].p, GRADIENT_SCORES[gradient[0].score])
         self._wanted = {
-            "last": any(s.is_gradient_score for s in settings_list),
+            "last": bool(gradient) and not fuse,
             "penultimate": any(s.is_gradient_score and s.layer == "penultimate" for s in settings_list),
         }
         self._captured.clear()
@@ -190,15 +210,26 @@ class GradientUncertaintyHead(nn.Module):
         finally:
             self._captured.clear()
             self._wanted = {}
+            if self.fused is not None:
+                self.fused.request = self.fused.score = None
         return logits, labels, scores
 
+    def _fusable(self, settings: HeadSettings, device: torch.device) -> bool:
+        """The kernel computes this score here: exact, last layer, at its own resolution, Triton usable."""
+        wanted = (settings.mode, settings.layer, settings.resolution)
+        if self.fused is None or wanted != ("exact", "last", "last_layer"):
+            return False
+        return triton_runs_on(device)
+
     def _gradient_score(self, settings: HeadSettings, logits: Tensor) -> Tensor:
+        size = tuple(logits.shape[-2:])
+        if self.fused is not None and self.fused.score is not None:
+            return log_bilinear_resize(self.fused.score, size, self.align_corners)
         if "last_input" not in self._captured:
             raise RuntimeError("the last layer did not run in the model's forward pass")
         label = GRADIENT_SCORES[settings.score]
         features = self._captured["last_input"]
         low_logits = self._captured["last_output"]
-        size = tuple(logits.shape[-2:])
         if settings.resolution == "output" and tuple(low_logits.shape[-2:]) != size:
             return self._output_resolution_score(settings, label, logits, features)
         if isinstance(self.last_layer, nn.Linear) and low_logits.dim() != 4:

@@ -1,0 +1,113 @@
+"""Head overhead: forward pass alone vs forward pass + gradient-uncertainty head (prints a table).
+
+    .venv/bin/python benchmarks/head_overhead.py [--models erfnet,deeplabv3plus_resnet50,deeplabv3plus_wrn38
+        --sizes 480x360,1024x512,2048x1024 --precisions float32,bfloat16,float16 --runs 50 --device auto]
+
+Per model, input size and precision, three variants timed side by side in one
+run (interleaved A, B, C, A, B, C, ... so that clocks and heat affect all alike):
+
+- forward:  the network and the argmax labels (what any segmentation node pays);
+- plain:    the head's plain PyTorch path: forward, labels, pgn_oh (p 0.1,
+            exact, at the last layer's resolution) upsampled to the output;
+- fused:    the same with the fused Triton kernel (CUDA only).
+
+Times are medians of ``--runs`` runs after ``--warmup``, with CUDA events on a
+GPU and perf_counter on the CPU.  Overhead = (variant - forward) / forward.
+The default model has its shipped weights; the others random weights (the time
+does not depend on the values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from gradunc_ros.models import get_spec, load_model
+from gradunc_ros.pipeline import PRECISIONS
+from gradunc_ros.uncertainty import GradientUncertaintyHead, HeadSettings
+from gradunc_ros.uncertainty.fused import triton_runs_on
+
+
+def timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
+    """Milliseconds one call takes: CUDA events on a GPU, perf_counter on the CPU."""
+    if device.type == "cuda":
+
+        def cuda_time(call: Callable[[], object]) -> float:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            call()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end)
+
+        return cuda_time
+
+    def cpu_time(call: Callable[[], object]) -> float:
+        start = time.perf_counter()
+        call()
+        return 1e3 * (time.perf_counter() - start)
+
+    return cpu_time
+
+
+def variants(name: str, device: torch.device, dtype: torch.dtype) -> dict[str, Callable[[torch.Tensor], object]]:
+    spec = get_spec(name)
+    model = (load_model() if name == "erfnet" else load_model(name)).model.to(device, dtype)
+    settings = HeadSettings(score="pgn_oh", p=0.1)
+    kwargs = dict(penultimate_conv=spec.penultimate_conv, penultimate_bn=spec.penultimate_bn,
+                  align_corners=spec.align_corners)  # fmt: skip
+    plain = GradientUncertaintyHead(model, spec.last_layer, settings, fused="off", **kwargs)
+    runs = {"forward": lambda x: model(x).argmax(dim=1), "plain": plain}
+    if triton_runs_on(device):
+        runs["fused"] = GradientUncertaintyHead(model, spec.last_layer, settings, fused="triton", **kwargs)
+    return runs
+
+
+@torch.no_grad()
+def measure(name: str, size: tuple[int, int], dtype: torch.dtype, device: torch.device, runs: int, warmup: int):
+    width, height = size
+    calls = variants(name, device, dtype)
+    x = torch.randn(1, 3, height, width, device=device).to(dtype)
+    clock = timer(device)
+    times: dict[str, list[float]] = {key: [] for key in calls}
+    for index in range(warmup + runs):
+        for key, call in calls.items():
+            elapsed = clock(lambda c=call: c(x))
+            if index >= warmup:
+                times[key].append(elapsed)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="erfnet,deeplabv3plus_resnet50,deeplabv3plus_wrn38")
+    parser.add_argument("--sizes", default="480x360,1024x512,2048x1024")
+    parser.add_argument("--precisions", default="float32,bfloat16,float16")
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {name}; torch {torch.__version__}; medians of {args.runs} runs after {args.warmup}")
+    print("| model | input | precision | forward ms | + plain head ms | overhead | + fused head ms | overhead |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for model in args.models.split(","):
+        for size_text in args.sizes.split(","):
+            size = tuple(int(v) for v in size_text.split("x"))
+            for precision in args.precisions.split(","):
+                if device.type == "cpu" and precision != "float32":
+                    continue  # half precision on the CPU measures emulation, not the method
+                t = measure(model, size, PRECISIONS[precision], device, args.runs, args.warmup)
+                base = t["forward"]
+                fused = f"{t['fused']:.3f} | {100 * (t['fused'] - base) / base:+.2f} %" if "fused" in t else "n/a | n/a"
+                print(f"| {model} | {size_text} | {precision} | {base:.3f} | {t['plain']:.3f} "
+                      f"| {100 * (t['plain'] - base) / base:+.2f} % | {fused} |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The fused last layer: logits and the gradient score from one read of the features (Triton on CUDA).
+
+The plain PyTorch path (the model's own last layer, then ``pgn_for_layer``)
+stays the reference; this one computes the same exact-mode score for a 1x1
+``Conv2d`` or a ``ConvTranspose2d`` with kernel == stride (ERFNet), in one
+kernel (``triton_kernels.py``).  :class:`FusedLastLayer` takes the last
+layer's place in the model, so the rest of the network (e.g. DeepLab's
+upsampling) runs unchanged on the logits it returns.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor, nn
+
+FUSED_CHOICES = ("auto", "off", "triton")
+
+
+def fusable_layer(layer: nn.Module) -> bool:
+    """A last layer the kernel computes: 1x1 conv (stride 1), or transposed conv with kernel == stride."""
+    if isinstance(layer, nn.Conv2d):
+        return layer.kernel_size == (1, 1) and layer.stride == (1, 1) and layer.groups == 1
+    if isinstance(layer, nn.ConvTranspose2d):
+        square = layer.kernel_size[0] == layer.kernel_size[1] and layer.stride == layer.kernel_size
+        plain = layer.padding == (0, 0) and layer.output_padding == (0, 0) and layer.dilation == (1, 1)
+        return square and plain and layer.groups == 1
+    return False
+
+
+# Tests without a GPU set this, with TRITON_INTERPRET=1 before triton is first imported: the kernel
+# then runs on CPU tensors in Triton's interpreter.  Never on for real use (the interpreter is slow).
+interpreter_on_cpu = False
+
+
+def triton_runs_on(device: torch.device) -> bool:
+    """Triton is importable and can run there: CUDA (or the CPU in its interpreter, for tests)."""
+    if device.type != "cuda" and not (interpreter_on_cpu and os.environ.get("TRITON_INTERPRET") == "1"):
+        return False
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def padded_classes(classes: int) -> int:
+    """Rows per tap: a power of two, at least 16 (the smallest tl.dot)."""
+    return max(16, 1 << (classes - 1).bit_length())
+
+
+def padded_taps(stride: int) -> int:
+    """Kernel taps (stride^2) rounded up to a power of two, as Triton's block shapes must be."""
+    return 1 << (stride * stride - 1).bit_length()
+
+
+def weight_matrix(layer: nn.Module, dtype: torch.dtype) -> tuple[Tensor, Tensor | None, int, int]:
+    """(weights as a (G_PAD * C_PAD) x K matrix, bias (float32) or None, stride, C) for the kernel."""
+    if isinstance(layer, nn.ConvTranspose2d):
+        stride = layer.stride[0]
+        taps = layer.weight.permute(2, 3, 1, 0)  # K x C x s x s -> s x s x C x K: tap (a, b) is row block a*s + b
+        classes = layer.weight.shape[1]
+    else:
+        stride = 1
+        taps = layer.weight[None, None, :, :, 0, 0]  # C x K x 1 x 1 -> 1 x 1 x C x K
+        classes = layer.weight.shape[0]
+    rows = taps.reshape(stride * stride, classes, -1)
+    padded = rows.new_zeros(padded_taps(stride), padded_classes(classes), rows.shape[-1])
+    padded[: stride * stride, :classes] = rows
+    bias = None if layer.bias is None else layer.bias.detach().float().contiguous()
+    return padded.reshape(-1, rows.shape[-1]).to(dtype).contiguous(), bias, stride, classes
+
+
+def fused_scores(layer: nn.Module, features: Tensor, p: float, label: str) -> tuple[Tensor, Tensor]:
+    """(logits, log PGN) of ``layer`` on ``features`` (N x K x H x W), both float32, exact mode."""
+    from . import triton_kernels
+
+    if label not in ("onehot", "uniform"):
+        raise ValueError(f"unknown label {label!r}")
+    features = features.contiguous()
+    weight, bias, stride, classes = weight_matrix(layer, features.dtype)
+    batch, _, height, width = features.shape
+    out = (height * stride, width * stride)
+    logits = torch.empty(batch, classes, *out, device=features.device, dtype=torch.float32)
+    score = torch.empty(batch, *out, device=features.device, dtype=torch.float32)
+    triton_kernels.launch(
+        features,
+        weight,
+        bias,
+        logits,
+        score,
+        p,
+        classes,
+        padded_classes(classes),
+        stride,
+        padded_taps(stride),
+        label == "uniform",
+    )
+    return logits, score
+
+
+class FusedLastLayer(nn.Module):
+    """Stands in for the model's last layer.  While ``request`` holds (p, label) it runs the fused kernel
+    and keeps the score in ``score``; otherwise it is the original layer (whose hooks then fire)."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        if not fusable_layer(layer):
+            raise ValueError(f"the fused head cannot compute a {type(layer).__name__} of this shape")
+        self.layer = layer
+        self.request: tuple[float, str] | None = None
+        self.score: Tensor | None = None
+
+    def forward(self, features: Tensor) -> Tensor:
+        if self.request is None:
+            return self.layer(features)
+        logits, self.score = fused_scores(self.layer, features, *self.request)
+        return logits  # float32 also for half models: what the labels and baselines are taken from
+
+
+def install(model: nn.Module, path: str) -> FusedLastLayer:
+    """Put a :class:`FusedLastLayer` in place of ``model``'s submodule at ``path``."""
+    parent_path, _, name = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    fused = FusedLastLayer(getattr(parent, name))
+    setattr(parent, name, fused)
+    return fused
