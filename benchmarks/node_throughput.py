@@ -58,7 +58,7 @@ def measure(args: argparse.Namespace, cameras: int, width: int, height: int, dom
     node.terminate()
     node.wait(timeout=30)
     totals = {"sent": args.rate * args.seconds * cameras}
-    for key in ("received", "processed", "dropped"):
+    for key in ("received", "processed", "dropped", "bad_frames"):
         totals[key] = sum(latest[n][key] - at_warm.get(n, {}).get(key, 0.0) for n in latest)
     for key in ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms"):
         totals[key] = max(values[key] for values in latest.values())
@@ -90,9 +90,9 @@ def main() -> None:
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}; camera rate {args.rate:g} Hz; {args.seconds:g} s measured after {args.warmup:g} s warm-up")
-    print("| cameras | frame | sent | received | processed | dropped | processed Hz per camera "
+    print("| cameras | frame | sent | received | processed | dropped | bad | processed Hz per camera "
           "| p50 ms | p95 ms | p99 ms |")  # fmt: skip
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     domain = 180
     for cameras in (int(c) for c in args.cameras.split(",")):
         for size in args.sizes.split(","):
@@ -100,7 +100,7 @@ def main() -> None:
             domain += 1
             r = measure(args, cameras, width, height, domain)
             print(f"| {cameras} | {size} | {r['sent']:.0f} | {r['received']:.0f} | {r['processed']:.0f} "
-                  f"| {r['dropped']:.0f} | {r['rate_hz']:.1f} | {r['latency_p50_ms']:.1f} "
+                  f"| {r['dropped']:.0f} | {r['bad_frames']:.0f} | {r['rate_hz']:.1f} | {r['latency_p50_ms']:.1f} "
                   f"| {r['latency_p95_ms']:.1f} | {r['latency_p99_ms']:.1f} |", flush=True)  # fmt: skip
 
 
