@@ -25,6 +25,7 @@ from .uncertainty import GradientUncertaintyHead, HeadSettings, log_bilinear_res
 from .uncertainty.fused import triton_runs_on
 
 PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+STAGING_SHAPES = 8  # pinned upload buffers kept (one per batch shape), oldest given back first
 
 
 def resolve_device(name: str) -> torch.device:
@@ -168,6 +169,8 @@ class SegmentationPipeline:
         shape = (len(images), *images[0].shape)
         staging = self._staging.get(shape)
         if staging is None:
+            if len(self._staging) >= STAGING_SHAPES:  # a camera that keeps changing size: no pinned pile-up
+                self._staging.pop(next(iter(self._staging)))
             staging = self._staging[shape] = torch.empty(shape, dtype=torch.uint8).pin_memory()
         for slot, image in zip(staging, images, strict=True):
             slot.copy_(torch.from_numpy(image))

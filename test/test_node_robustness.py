@@ -36,7 +36,7 @@ MAX_PIXELS = 2_000_000
 
 @pytest.fixture(scope="module")
 def ros_env(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return isolated_ros_env(tmp_path_factory.mktemp("ros_home"), 150)
+    return isolated_ros_env(tmp_path_factory.mktemp("ros_home"), 130)
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +63,7 @@ class Peer:
         self.node = node
         self.received: dict[str, list[Image]] = {}
         self.status: dict[str, dict] = {}
+        self.messages_seen: dict[str, set[str]] = {}
         self.publishers = {}
         for key, topic in TOPICS.items():
             self.publishers[key] = node.create_publisher(CompressedImage if key == "packed" else Image, topic, RELIABLE)
@@ -75,7 +76,9 @@ class Peer:
     def _on_status(self, message: DiagnosticArray) -> None:
         for entry in message.status:
             values = {kv.key: float(kv.value) for kv in entry.values}
-            self.status[entry.name.removeprefix("gradunc_node: ")] = {**values, "message": entry.message}
+            topic = entry.name.removeprefix("gradunc_node: ")
+            self.status[topic] = {**values, "message": entry.message}
+            self.messages_seen.setdefault(topic, set()).add(entry.message)
 
     def outputs(self, key: str, stamp: int) -> dict[str, Image] | None:
         found = {}
@@ -224,6 +227,11 @@ def test_bad_frames_are_skipped_with_one_log_line_per_topic_and_reason(peer: Pee
         assert len(lines) == 1, (reason, lines)
     raw_cases = sum(key == "raw" for key, _msg, _reason in cases)
     assert peer.bad_frames("raw") >= 2 * raw_cases and peer.status[TOPICS["raw"]]["processed"] > 0
+    # /diagnostics warned while bad frames came in, and clears once only good ones do.
+    assert "bad frames skipped" in peer.messages_seen[TOPICS["raw"]]
+    good = _raw(_rgb(4), "rgb8")
+    assert spin_until(peer.node, lambda: peer.status[TOPICS["raw"]]["message"] == "ok", 10,
+                      lambda: peer.publishers["raw"].publish(good))  # fmt: skip
 
 
 def test_large_frames_and_resolution_changes_mid_stream(peer: Peer, pipeline) -> None:

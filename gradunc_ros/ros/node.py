@@ -49,6 +49,8 @@ class Camera:
     failed: int = 0  # decoded but not inferred (out of memory, inference error)
     last_frame_at: float | None = None  # time.monotonic() of the newest frame
     processed_at_last_status: int = 0
+    bad_at_last_status: int = 0
+    failed_at_last_status: int = 0
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=600))
     reported: set = field(default_factory=set)
 
@@ -228,10 +230,14 @@ class GraduncNode(Node):
         with self._lock:
             latencies = np.asarray(camera.latencies_ms) if camera.latencies_ms else np.full(1, np.nan)
             rate = (camera.processed - camera.processed_at_last_status) / self._status_period
+            recent_bad = camera.bad - camera.bad_at_last_status
+            recent_failed = camera.failed - camera.failed_at_last_status
             camera.processed_at_last_status = camera.processed
+            camera.bad_at_last_status, camera.failed_at_last_status = camera.bad, camera.failed
             return {
                 "received": camera.received, "processed": camera.processed, "dropped": camera.dropped,
                 "bad_frames": camera.bad, "failed": camera.failed, "rate_hz": rate,
+                "recent_bad_frames": recent_bad, "recent_failed": recent_failed,
                 "seconds_since_frame": -1.0 if camera.last_frame_at is None
                 else time.monotonic() - camera.last_frame_at,
                 "latency_p50_ms": float(np.percentile(latencies, 50)),
@@ -256,9 +262,9 @@ class GraduncNode(Node):
             return DiagnosticStatus.WARN, "no frames yet"
         if silent > self._stale_after:
             return DiagnosticStatus.WARN, f"no frames for {silent:.1f} s"
-        if values["failed"]:
+        if values["recent_failed"]:  # since the last status: a warning clears once frames are good again
             return DiagnosticStatus.WARN, "frames failed (see the log)"
-        if values["bad_frames"]:
+        if values["recent_bad_frames"]:
             return DiagnosticStatus.WARN, "bad frames skipped"
         return DiagnosticStatus.OK, "ok"
 
