@@ -6,7 +6,7 @@
 Per model, input size and precision, three variants timed side by side in one
 run (interleaved A, B, C, A, B, C, ... so that clocks and heat affect all alike):
 
-- forward:  the network and the argmax labels (what any segmentation node pays);
+- forward:  the network and its labels (argmax; what any segmentation node pays);
 - plain:    the head's plain PyTorch path: forward, labels, pgn_oh (p 0.1,
             exact, at the last layer's resolution) upsampled to the output;
 - fused:    the same with the fused Triton kernel (CUDA only).
@@ -30,6 +30,7 @@ from gradunc_ros.models import get_spec, load_model
 from gradunc_ros.pipeline import PRECISIONS
 from gradunc_ros.uncertainty import GradientUncertaintyHead, HeadSettings
 from gradunc_ros.uncertainty.fused import triton_runs_on
+from gradunc_ros.uncertainty.pgn import predicted_class
 
 
 def timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
@@ -61,7 +62,7 @@ def variants(name: str, device: torch.device, dtype: torch.dtype) -> dict[str, C
     kwargs = dict(penultimate_conv=spec.penultimate_conv, penultimate_bn=spec.penultimate_bn,
                   align_corners=spec.align_corners)  # fmt: skip
     plain = GradientUncertaintyHead(model, spec.last_layer, settings, fused="off", **kwargs)
-    runs = {"forward": lambda x: model(x).argmax(dim=1), "plain": plain}
+    runs = {"forward": lambda x: predicted_class(model(x)), "plain": plain}
     if triton_runs_on(device):
         runs["fused"] = GradientUncertaintyHead(model, spec.last_layer, settings, fused="triton", **kwargs)
     return runs

@@ -33,6 +33,7 @@ def measure(args: argparse.Namespace, cameras: int, width: int, height: int, dom
     parameters = {"image_topics": "[" + ", ".join(topics) + "]", "device": args.device, "status_period": "0.5"}
     if args.input_size:
         parameters["input_size"] = args.input_size
+    parameters.update(item.split("=", 1) for item in args.param)
     node = start_node(parameters, env, Path(args.log_dir) / f"node_{cameras}x{width}x{height}.log")
     latest: dict[str, dict[str, float]] = {}
 
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--input-size", default="", help="network input WxH (default: the model's, 320x240)")
     parser.add_argument("--log-dir", default="/tmp")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="another node parameter")
     args = parser.parse_args()
     if args.role == "camera":
         run_cameras(args.topics.split(","), args.width, args.height, args.rate, args.seconds, args.reliable)

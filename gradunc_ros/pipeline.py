@@ -23,6 +23,7 @@ from .models.loading import LoadedModel
 from .models.preprocess import fit_to_multiple, normalise, resize_input
 from .uncertainty import GradientUncertaintyHead, HeadSettings, log_bilinear_resize
 from .uncertainty.fused import triton_runs_on
+from .uncertainty.pgn import predicted_class
 
 PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 STAGING_SHAPES = 8  # pinned upload buffers kept (one per batch shape), oldest given back first
@@ -142,7 +143,7 @@ class SegmentationPipeline:
             self._resize_score(score, one, size).cpu().numpy()
             for one, score in zip(all_settings, raw_scores, strict=True)
         ]
-        labels = logits.argmax(dim=1).to(torch.uint8 if logits.shape[1] <= 256 else torch.int32).cpu().numpy()
+        labels = predicted_class(logits).to(torch.uint8 if logits.shape[1] <= 256 else torch.int32).cpu().numpy()
         kept = logits.cpu().numpy() if keep_logits else None
         finished = time.perf_counter()
         timings = {

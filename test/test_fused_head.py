@@ -120,7 +120,8 @@ def test_fused_head_equals_the_plain_head_on_real_architectures(model_name: str,
     truth = exact(image.cpu().double()).score
     expected = plain(image)
     fused = GradientUncertaintyHead(model, spec.last_layer, plain_settings, fused="triton", **kwargs)
-    assert isinstance(model.get_submodule(spec.last_layer), FusedLastLayer)
+    assert model.get_submodule(spec.last_layer)._gradunc_fused is fused.fused
+    assert list(model.state_dict()) == list(exact_model.state_dict())  # the model's structure is unchanged
     got = fused(image)
     assert torch.allclose(got.logits, expected.logits, atol=1e-4, rtol=1e-4)
     assert torch.equal(got.labels, expected.labels)

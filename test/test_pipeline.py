@@ -86,3 +86,28 @@ def test_extra_scores_come_with_the_prediction(pipeline: SegmentationPipeline, i
             assert np.allclose(pipeline.predict(image).score, prediction.scores[settings.name], atol=1e-6)
     finally:
         pipeline.settings = before
+
+
+def test_half_precision_networks_give_float32_scores_close_to_float32(image: np.ndarray) -> None:
+    """bfloat16 runs on the CPU too (slowly); the score stays float32 and close to the float32 network's."""
+    torch.manual_seed(0)
+    loaded = load_model("erfnet")
+    full = SegmentationPipeline(loaded, HeadSettings("max_logit"), device="cpu", input_size=(24, 32))
+    expected = full.predict(image)
+    torch.manual_seed(0)
+    half = SegmentationPipeline(
+        load_model("erfnet"), HeadSettings("max_logit"), device="cpu", input_size=(24, 32), precision="bfloat16"
+    )
+    got = half.predict(image)
+    assert next(half.head.model.parameters()).dtype == torch.bfloat16
+    assert got.score.dtype == np.float32 and got.score.shape == expected.score.shape
+    assert np.abs(got.score - expected.score).max() <= 0.05 * np.abs(expected.score).max()
+    with pytest.raises(ValueError, match="precision must be one of"):
+        SegmentationPipeline(loaded, device="cpu", precision="float8")
+
+
+def test_the_fused_head_is_refused_where_triton_cannot_run() -> None:
+    with pytest.raises(RuntimeError, match="needs CUDA"):
+        SegmentationPipeline(load_model("erfnet"), device="cpu", fused="triton")
+    auto = SegmentationPipeline(load_model("erfnet"), device="cpu", fused="auto")
+    assert not auto.fused_active  # the plain PyTorch path on the CPU

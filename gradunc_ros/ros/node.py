@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import rclpy
+import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -71,6 +72,8 @@ class GraduncNode(Node):
         loaded = load_model(value("model") or None, value("weights") or None, num_classes=value("num_classes") or None)
         self._class_names, self._colours = loaded.class_names, loaded.colours
         self._settings = runtime_settings({n: value(n) for n in RUNTIME}, loaded.class_names)
+        if value("cpu_threads"):
+            torch.set_num_threads(int(value("cpu_threads")))
         input_size = parse_size(value("input_size")) if value("input_size") else None
         self._pipeline = SegmentationPipeline(
             loaded,
@@ -105,9 +108,12 @@ class GraduncNode(Node):
         self.create_timer(float(value("log_period")), self._log_summary)
         self._worker = threading.Thread(target=self._work, name="gradunc_inference", daemon=True)
         self._worker.start()
+        where = str(self._pipeline.device)
+        if self._pipeline.device.type == "cpu":
+            where += f" ({torch.get_num_threads()} threads)"
         fused = "fused Triton head" if self._pipeline.fused_active else "plain PyTorch head"
         self.get_logger().info(
-            f"{loaded.spec.name} ({loaded.weights}) on {self._pipeline.device}, {value('precision')}, {fused}; "
+            f"{loaded.spec.name} ({loaded.weights}) on {where}, {value('precision')}, {fused}; "
             + "; ".join(f"{c.topic} -> {c.prefix}/{{{','.join(OUTPUTS)}}}" for c in self._cameras)
         )
 

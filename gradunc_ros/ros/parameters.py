@@ -29,6 +29,12 @@ PARAMETERS: dict[str, tuple[object, str, bool, object]] = {
         _I(from_value=0, to_value=65535),
     ),
     "device": ("auto", "auto (CUDA when present), cpu or cuda[:N]; cuda without CUDA fails at start", True, None),
+    "cpu_threads": (
+        0,
+        "PyTorch threads on the CPU; 0: one per core (PyTorch's default)",
+        True,
+        _I(from_value=0, to_value=256),
+    ),
     "precision": ("float32", "network precision: float32, float16 or bfloat16 (scores stay float32)", True, None),
     "fused_head": (
         "auto",

@@ -153,6 +153,23 @@ def evaluate(args: argparse.Namespace) -> int:
 # --- play and record (live, rclpy) ------------------------------------------------------------------
 
 
+def _wait_for_subscribers(node, publishers: list, count: int, seconds: float) -> None:
+    """Until every publisher has ``count`` subscribers (at most ``seconds``); with count 0, ``seconds``.
+
+    A reliable writer delivers only to readers it has matched, so a frame sent
+    before the node subscribed would be lost."""
+    deadline = time.monotonic() + seconds
+    while count and time.monotonic() < deadline:
+        if all(publisher.get_subscription_count() >= count for publisher in publishers):
+            time.sleep(0.5)  # the readers' side of the match
+            return
+        time.sleep(0.05)
+    if count:
+        node.get_logger().warn(f"not every topic has {count} subscriber(s) after {seconds:g} s; playing anyway")
+    else:
+        time.sleep(seconds)
+
+
 def play(args: argparse.Namespace) -> int:
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -172,7 +189,7 @@ def play(args: argparse.Namespace) -> int:
                 c for c in reader.connections if c.msgtype in kinds and (not args.topics or c.topic in args.topics)
             ]
             publishers = {c.topic: node.create_publisher(kinds[c.msgtype], c.topic, qos) for c in connections}
-            time.sleep(args.wait)  # let subscribers match before the first frame
+            _wait_for_subscribers(node, list(publishers.values()), args.subscribers, args.wait)
             start_wall, first, offset = time.monotonic(), None, 0
             for connection, timestamp, raw in reader.messages(connections=connections):
                 if first is None:
@@ -286,7 +303,15 @@ def main(argv: list[str] | None = None) -> int:
     live.add_argument("--rate", type=float, default=1.0, help="multiple of the recorded rate")
     live.add_argument("--reliable", action="store_true", help="reliable QoS instead of sensor data (best effort)")
     live.add_argument("--restamp", action="store_true", help="shift all stamps so that the first frame is 'now'")
-    live.add_argument("--wait", type=float, default=2.0, help="seconds to wait for subscribers first")
+    live.add_argument(
+        "--wait", type=float, default=2.0, help="seconds to wait for subscribers first (with --subscribers: at most)"
+    )
+    live.add_argument(
+        "--subscribers",
+        type=int,
+        default=0,
+        help="play once every topic has this many subscribers (default 0: just wait)",
+    )
     live.add_argument("--offset-file", help="write the stamp shift of --restamp (ns) to this file")
     live.set_defaults(run=play)
 

@@ -3,9 +3,10 @@
 The plain PyTorch path (the model's own last layer, then ``pgn_for_layer``)
 stays the reference; this one computes the same exact-mode score for a 1x1
 ``Conv2d`` or a ``ConvTranspose2d`` with kernel == stride (ERFNet), in one
-kernel (``triton_kernels.py``).  :class:`FusedLastLayer` takes the last
-layer's place in the model, so the rest of the network (e.g. DeepLab's
-upsampling) runs unchanged on the logits it returns.
+kernel (``triton_kernels.py``).  :class:`FusedLastLayer` takes over the last
+layer's ``forward``, so the rest of the network (e.g. DeepLab's upsampling)
+runs unchanged on the logits it returns, and the model's state dict keeps its
+keys.
 """
 
 from __future__ import annotations
@@ -100,29 +101,29 @@ def fused_scores(layer: nn.Module, features: Tensor, p: float, label: str) -> tu
     return logits, score
 
 
-class FusedLastLayer(nn.Module):
-    """Stands in for the model's last layer.  While ``request`` holds (p, label) it runs the fused kernel
-    and keeps the score in ``score``; otherwise it is the original layer (whose hooks then fire)."""
+class FusedLastLayer:
+    """Takes over the last layer's ``forward`` (as an instance attribute, so that the model's structure,
+    its state dict and the layer's hooks stay as they are).  While ``request`` holds (p, label) the layer
+    runs the fused kernel and keeps the score in ``score``; otherwise it runs as it always did."""
 
     def __init__(self, layer: nn.Module) -> None:
-        super().__init__()
         if not fusable_layer(layer):
             raise ValueError(f"the fused head cannot compute a {type(layer).__name__} of this shape")
         self.layer = layer
         self.request: tuple[float, str] | None = None
         self.score: Tensor | None = None
+        self._plain_forward = layer.forward
+        layer.forward = self.forward
+        layer._gradunc_fused = self
+
+    @classmethod
+    def attach(cls, layer: nn.Module) -> FusedLastLayer:
+        """The layer's fused stand-in: the one another head already attached, or a new one."""
+        existing = getattr(layer, "_gradunc_fused", None)
+        return existing if existing is not None else cls(layer)
 
     def forward(self, features: Tensor) -> Tensor:
         if self.request is None:
-            return self.layer(features)
+            return self._plain_forward(features)
         logits, self.score = fused_scores(self.layer, features, *self.request)
         return logits  # float32 also for half models: what the labels and baselines are taken from
-
-
-def install(model: nn.Module, path: str) -> FusedLastLayer:
-    """Put a :class:`FusedLastLayer` in place of ``model``'s submodule at ``path``."""
-    parent_path, _, name = path.rpartition(".")
-    parent = model.get_submodule(parent_path) if parent_path else model
-    fused = FusedLastLayer(getattr(parent, name))
-    setattr(parent, name, fused)
-    return fused

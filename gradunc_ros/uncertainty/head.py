@@ -13,8 +13,8 @@ Resolutions (method.md, section 1):
   followed by bilinear upsampling of the logits (the 1x1 conv commutes with
   the upsampling, so the gradient's input is the upsampled features).
 
-``fused="auto"`` (or ``"triton"``) puts :class:`~.fused.FusedLastLayer` in the
-last layer's place: where Triton runs (CUDA), an exact last-layer score of a
+``fused="auto"`` (or ``"triton"``) attaches :class:`~.fused.FusedLastLayer` to
+the last layer: where Triton runs (CUDA), an exact last-layer score of a
 1x1 or kernel == stride transposed last layer then comes from the same kernel
 that computes the logits, from one read of the features (``fused.py``).
 """
@@ -30,8 +30,8 @@ import torch
 from torch import Tensor, nn
 
 from .baselines import BASELINES
-from .fused import FUSED_CHOICES, FusedLastLayer, fusable_layer, install, triton_runs_on
-from .pgn import MODES, class_log_norm, pgn_for_layer, pgn_penultimate
+from .fused import FUSED_CHOICES, FusedLastLayer, fusable_layer, triton_runs_on
+from .pgn import MODES, class_log_norm, pgn_for_layer, pgn_penultimate, predicted_class
 from .resample import log_bilinear_resize, log_pnorm_of_upsampled
 
 GRADIENT_SCORES = {"pgn_oh": "onehot", "pgn_uni": "uniform"}
@@ -133,9 +133,7 @@ class GradientUncertaintyHead(nn.Module):
             raise ValueError(f"fused must be one of {', '.join(FUSED_CHOICES)}, got {fused!r}")
         self.model = model
         self.align_corners = align_corners
-        found = model.get_submodule(last_layer)
-        installed = found if isinstance(found, FusedLastLayer) else None  # another head on this model fused it
-        self.last_layer = installed.layer if installed is not None else found
+        self.last_layer = model.get_submodule(last_layer)
         self.penultimate_conv = model.get_submodule(penultimate_conv) if penultimate_conv else None
         self.penultimate_bn = model.get_submodule(penultimate_bn) if penultimate_bn else None
         self._captured: dict[str, Tensor] = {}
@@ -143,7 +141,7 @@ class GradientUncertaintyHead(nn.Module):
         self.last_layer.register_forward_hook(self._capture_last)
         self.fused: FusedLastLayer | None = None
         if fused != "off" and fusable_layer(self.last_layer):
-            self.fused = installed or install(model, last_layer)
+            self.fused = FusedLastLayer.attach(self.last_layer)
         elif fused == "triton":
             raise ValueError(f"the fused head cannot compute this last layer ({type(self.last_layer).__name__})")
         if self.penultimate_conv is not None:
@@ -202,7 +200,7 @@ class GradientUncertaintyHead(nn.Module):
             logits = self.model(images)
             if not isinstance(logits, Tensor) or logits.dim() != 4:
                 raise TypeError("the wrapped model must return N x C x H x W logits as one tensor")
-            labels = logits.argmax(dim=1)
+            labels = predicted_class(logits)
             scores = [
                 self._gradient_score(s, logits) if s.is_gradient_score else BASELINES[s.score](logits)
                 for s in settings_list
