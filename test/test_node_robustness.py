@@ -225,6 +225,7 @@ def test_bad_frames_are_skipped_with_one_log_line_per_topic_and_reason(peer: Pee
     for key, _msg, reason in cases:
         lines = [line for line in log.splitlines() if reason in line and TOPICS[key] in line]
         assert len(lines) == 1, (reason, lines)
+    assert "PNG input buffer is incomplete" not in log  # OpenCV's own per-frame warning is silenced
     raw_cases = sum(key == "raw" for key, _msg, _reason in cases)
     assert peer.bad_frames("raw") >= 2 * raw_cases and peer.status[TOPICS["raw"]]["processed"] > 0
     # /diagnostics warned while bad frames came in, and clears once only good ones do.
@@ -271,6 +272,16 @@ def test_invalid_parameter_updates_are_refused_with_the_reason(peer: Peer) -> No
     # The refused updates changed nothing: the node still serves with its defaults.
     outputs = peer.serve("raw", _raw(_rgb(8), "rgb8"), 5000)
     assert np.isfinite(image_array(outputs["uncertainty"])).all()
+
+
+def test_sigint_while_frames_flow_ends_the_node_cleanly(peer: Peer, node_process) -> None:
+    process, log = node_process
+    frame = _raw(_rgb(9, 480, 640), "rgb8")
+    spin_until(peer.node, lambda: False, 2.0, lambda: peer.publishers["raw"].publish(frame))  # keep it busy
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 0
+    text = log.read_text()
+    assert "frame skipped" not in text and "Traceback" not in text, text[-2000:]
 
 
 @pytest.fixture(scope="module")

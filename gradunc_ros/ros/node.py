@@ -14,6 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import rclpy
 import torch
@@ -67,6 +68,8 @@ def _qos(reliability: str, depth: int) -> QoSProfile:
 class GraduncNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("gradunc_node", **kwargs)
+        # OpenCV's own warnings (e.g. for every truncated PNG) would repeat per frame; ours say it once.
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         declare_all(self)
         value = self._value
         loaded = load_model(value("model") or None, value("weights") or None, num_classes=value("num_classes") or None)
@@ -158,6 +161,8 @@ class GraduncNode(Node):
             try:
                 self._process(taken, settings)
             except Exception as error:  # noqa: BLE001 - one bad batch must not stop the node
+                if not self.context.ok():  # shutting down (SIGINT): the publishers are gone, nothing failed
+                    return
                 self._fail([camera for camera, _ in taken], f"{type(error).__name__}: {error}")
             del taken
 
