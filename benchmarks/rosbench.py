@@ -18,10 +18,9 @@ def isolate(domain: int, large_data: bool = True) -> dict:
     env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
     if large_data:  # what gradunc.launch.py sets: without it large frames do not get through (README)
         env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
+    shared = [name for name in ("ROS_DOMAIN_ID", "ROS_HOME", "FASTDDS_BUILTIN_TRANSPORTS") if name in env]
     os.environ.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
-    os.environ.update(
-        {k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_HOME") + (("FASTDDS_BUILTIN_TRANSPORTS",) * large_data)}
-    )
+    os.environ.update({name: env[name] for name in shared})
     return env
 
 
