@@ -9,6 +9,7 @@ its input's header.  See config/gradunc.yaml for the parameters.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
@@ -35,6 +36,7 @@ from .parameters import PARAMETERS, RuntimeSettings, declare_all, runtime_settin
 from .topics import OUTPUTS, output_prefixes
 
 RUNTIME = [name for name, spec in PARAMETERS.items() if not spec[2]]
+MAX_REPORTED_REASONS = 64  # per camera; beyond it bad frames are still counted, no longer logged
 
 
 @dataclass
@@ -212,11 +214,15 @@ class GraduncNode(Node):
         self.get_logger().error(f"{topics}: frame skipped: {reason}", throttle_duration_sec=5.0)
 
     def _reject(self, camera: Camera, reason: str) -> None:
+        # One log line per camera and kind of reason: frames whose sizes vary from frame to frame must
+        # neither flood the log nor grow this set without bound on a long run.
+        kind = re.sub(r"\d+", "#", reason)
         with self._lock:
             camera.bad += 1
-            first = reason not in camera.reported
-            camera.reported.add(reason)
-        if first:  # one log line per camera and reason, not one per frame
+            first = kind not in camera.reported and len(camera.reported) < MAX_REPORTED_REASONS
+            if first:
+                camera.reported.add(kind)
+        if first:
             self.get_logger().warn(f"{camera.topic}: skipping frames: {reason}")
 
     def _publish(self, camera: Camera, header, image: np.ndarray, prediction, settings: RuntimeSettings) -> None:
