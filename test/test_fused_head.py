@@ -133,3 +133,11 @@ def test_fused_head_equals_the_plain_head_on_real_architectures(model_name: str,
     for other in (HeadSettings(score="max_logit"), HeadSettings(score=score, mode="reference")):
         fused.settings = plain.settings = other
         assert torch.allclose(fused(image).score, plain(image).score, atol=1e-5, rtol=1e-5), other
+
+
+def test_selfcheck_checks_the_fused_kernel_where_it_runs(capsys: pytest.CaptureFixture) -> None:
+    from gradunc_ros.tools.selfcheck import main
+
+    assert main(["--device", DEVICE.type, "--p", "0.1", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "fused transposed 2x2/2" in out and "fused Triton head: largest relative error" in out
