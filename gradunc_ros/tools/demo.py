@@ -140,17 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         time.sleep(4.0)  # model load and discovery
         _say(f"3/5 playing the bag into the node at {args.rate:g} Hz and recording its outputs", started)
-        play = [
-            "gradunc_ros.tools.bag",
-            "play",
-            str(out / "input.bag"),
-            "--restamp",
-            "--reliable",
-            "--wait",
-            "120",
-            "--subscribers",
-            "1",
-        ]
+        play = ["gradunc_ros.tools.bag", "play", str(out / "input.bag"), "--restamp", "--reliable",
+                "--wait", "120", "--subscribers", "1"]  # fmt: skip
         play += ["--offset-file", str(offset_file)]
         player = subprocess.Popen([sys.executable, "-m", *play], env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, text=True)  # fmt: skip

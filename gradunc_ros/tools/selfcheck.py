@@ -109,6 +109,17 @@ def cases(device: torch.device, seed: int) -> Iterator[Case]:
     yield "penultimate conv", _penultimate_case(device, generator)
 
 
+def _largest_error(checks: Iterator[Case], p_values: list[float]) -> float | None:
+    """Print a row of errors per case and label; the largest, or None when there was no case."""
+    worst = None
+    for name, run in checks:
+        for label in LABELS:
+            errors = [largest_log_difference(*run(p, label)) for p in p_values]
+            worst = max(worst or 0.0, *errors)
+            print(f"{name:24} {label:8} " + " ".join(f"{e:<10.2e}" for e in errors))
+    return worst
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gradunc-selfcheck", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="torch device to check on, e.g. cpu or cuda (default: cpu)")
@@ -128,19 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, AssertionError) as error:
         print(f"gradunc-selfcheck: device {args.device!r} is not usable here: {error}", file=sys.stderr)
         return 2
-    worst, worst_fused, failed = 0.0, None, False
     print(f"{'layer':24} {'label':8} " + " ".join(f"p={p:<8g}" for p in args.p))
-    for fused, (name, run) in [(False, c) for c in cases(device, args.seed)] + [
-        (True, c) for c in fused_cases(device, args.seed)
-    ]:
-        for label in LABELS:
-            errors = [largest_log_difference(*run(p, label)) for p in args.p]
-            failed |= max(errors) > (args.fused_tolerance if fused else args.tolerance)
-            if fused:
-                worst_fused = max(worst_fused or 0.0, *errors)
-            else:
-                worst = max(worst, *errors)
-            print(f"{name:24} {label:8} " + " ".join(f"{e:<10.2e}" for e in errors))
+    worst = _largest_error(cases(device, args.seed), args.p)
+    worst_fused = _largest_error(fused_cases(device, args.seed), args.p)
+    failed = worst > args.tolerance or (worst_fused is not None and worst_fused > args.fused_tolerance)
     verdict = "FAIL" if failed else "OK"
     print(f"{verdict}: largest relative error {worst:.2e} (tolerance {args.tolerance:.0e}) on {device}")
     if worst_fused is None:
