@@ -141,3 +141,18 @@ def test_selfcheck_checks_the_fused_kernel_where_it_runs(capsys: pytest.CaptureF
     assert main(["--device", DEVICE.type, "--p", "0.1", "1"]) == 0
     out = capsys.readouterr().out
     assert "fused transposed 2x2/2" in out and "fused Triton head: largest relative error" in out
+
+
+def test_the_packed_weights_follow_changes_of_the_layer(generator) -> None:
+    layer = nn.Conv2d(16, 9, 1).to(DEVICE)
+    fused = FusedLastLayer(layer)
+    fused.request = (0.5, "onehot")
+    features = torch.randn(1, 16, 4, 4, generator=generator).to(DEVICE)
+    first = layer(features)
+    with torch.no_grad():
+        layer.weight.mul_(2.0)  # in place, as load_state_dict does
+        layer.bias.add_(1.0)
+    second = layer(features)
+    _, expected = fused_scores(layer, features, 0.5, "onehot")  # packed afresh
+    assert not torch.allclose(first, second)
+    assert torch.equal(fused.score, expected)

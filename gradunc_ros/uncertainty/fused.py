@@ -73,14 +73,17 @@ def weight_matrix(layer: nn.Module, dtype: torch.dtype) -> tuple[Tensor, Tensor 
     return padded.reshape(-1, rows.shape[-1]).to(dtype).contiguous(), bias, stride, classes
 
 
-def fused_scores(layer: nn.Module, features: Tensor, p: float, label: str) -> tuple[Tensor, Tensor]:
-    """(logits, log PGN) of ``layer`` on ``features`` (N x K x H x W), both float32, exact mode."""
+def fused_scores(
+    layer: nn.Module, features: Tensor, p: float, label: str, packed: tuple | None = None
+) -> tuple[Tensor, Tensor]:
+    """(logits, log PGN) of ``layer`` on ``features`` (N x K x H x W), both float32, exact mode.
+    ``packed``: ``weight_matrix(layer, features.dtype)`` when the caller keeps it."""
     from . import triton_kernels
 
     if label not in ("onehot", "uniform"):
         raise ValueError(f"unknown label {label!r}")
     features = features.contiguous()
-    weight, bias, stride, classes = weight_matrix(layer, features.dtype)
+    weight, bias, stride, classes = packed or weight_matrix(layer, features.dtype)
     batch, _, height, width = features.shape
     out = (height * stride, width * stride)
     logits = torch.empty(batch, classes, *out, device=features.device, dtype=torch.float32)
@@ -101,6 +104,11 @@ def fused_scores(layer: nn.Module, features: Tensor, p: float, label: str) -> tu
     return logits, score
 
 
+def _identity(tensor: Tensor | None) -> tuple:
+    """Changes when the tensor is replaced or written in place (load_state_dict, .to(), copy_)."""
+    return (None,) if tensor is None else (tensor.device, tensor.data_ptr(), tensor._version)
+
+
 class FusedLastLayer:
     """Takes over the last layer's ``forward`` (as an instance attribute, so that the model's structure,
     its state dict and the layer's hooks stay as they are).  While ``request`` holds (p, label) the layer
@@ -112,6 +120,7 @@ class FusedLastLayer:
         self.layer = layer
         self.request: tuple[float, str] | None = None
         self.score: Tensor | None = None
+        self._packed: dict[tuple, tuple] = {}  # weight_matrix for one dtype and one state of the weights
         self._plain_forward = layer.forward
         layer.forward = self.forward
         layer._gradunc_fused = self
@@ -125,5 +134,8 @@ class FusedLastLayer:
     def forward(self, features: Tensor) -> Tensor:
         if self.request is None:
             return self._plain_forward(features)
-        logits, self.score = fused_scores(self.layer, features, *self.request)
+        key = (features.dtype, *(_identity(t) for t in (self.layer.weight, self.layer.bias)))
+        if key not in self._packed:  # the layout the kernel reads, made once, not on every frame
+            self._packed = {key: weight_matrix(self.layer, features.dtype)}
+        logits, self.score = fused_scores(self.layer, features, *self.request, packed=self._packed[key])
         return logits  # float32 also for half models: what the labels and baselines are taken from
