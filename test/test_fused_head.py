@@ -25,7 +25,7 @@ from conftest import P_VALUES  # noqa: E402
 
 import gradunc_ros.uncertainty.fused as fused_module  # noqa: E402
 from gradunc_ros.models import get_spec  # noqa: E402
-from gradunc_ros.uncertainty import GradientUncertaintyHead, HeadSettings, pgn_for_layer  # noqa: E402
+from gradunc_ros.uncertainty import DEFAULT_SCORE, GradientUncertaintyHead, HeadSettings, pgn_for_layer  # noqa: E402
 from gradunc_ros.uncertainty.autograd_reference import largest_log_difference  # noqa: E402
 from gradunc_ros.uncertainty.fused import FusedLastLayer, fusable_layer, fused_scores, triton_runs_on  # noqa: E402
 
@@ -50,13 +50,21 @@ LAYERS = {
 TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 2e-3, torch.float16: 2e-3}
 
 
-def _reference(layer: nn.Module, features: torch.Tensor, p: float, label: str, dtype: torch.dtype):
+def _reference(
+    layer: nn.Module,
+    features: torch.Tensor,
+    p: float,
+    label: str,
+    dtype: torch.dtype,
+    gradient_of: str = "weights",
+    mode: str = "exact",
+):
     """The plain path in float64 on the same (rounded) weights and features the kernel sees."""
     exact = copy.deepcopy(layer).cpu().to(dtype).double()
     x = features.to(dtype).double()
     with torch.no_grad():
         logits = exact(x)
-        return logits, pgn_for_layer(exact, logits, x, p, label, "exact", from_logits=True)
+        return logits, pgn_for_layer(exact, logits, x, p, label, mode, from_logits=True, gradient_of=gradient_of)
 
 
 @pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16, torch.float16), ids=str)
@@ -81,6 +89,29 @@ def test_kernel_equals_the_plain_path(kind: str, label: str, dtype, generator) -
         assert largest_log_difference(score.cpu(), ref_score) <= TOLERANCE[dtype], (p, label)
 
 
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float16), ids=str)
+@pytest.mark.parametrize(
+    ("gradient_of", "mode"), [("bias", "exact"), ("layer", "exact"), ("weights", "reference"), ("bias", "reference")]
+)
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+def test_kernel_computes_the_bias_and_whole_layer_gradients_and_reference_mode(
+    kind: str, gradient_of: str, mode: str, dtype, generator
+) -> None:
+    layer = LAYERS[kind]()
+    features = torch.randn(2, layer.in_channels, 4, 5, generator=generator) * 3
+    features[0, :, 0, 0] = 0  # no input: the whole layer's gradient is the bias part alone
+    for label in ("onehot", "uniform"):
+        for p in (0.1, 0.5, 2.0):
+            layer_, x = layer.to(DEVICE, dtype), features.to(DEVICE, dtype)
+            _, score = fused_scores(layer_, x, p, label, gradient_of, mode)
+            _, ref_score = _reference(layer, features, p, label, dtype, gradient_of, mode)
+            # Exact uniform label: s_c - 1/C cancels where s_c is near 1/C, and 1/p = 10 amplifies the float32
+            # rounding of the difference in the log; either path (kernel or plain) loses digits there.
+            uniform_exact = (label, mode, dtype) == ("uniform", "exact", torch.float32)
+            tolerance = 2e-4 if uniform_exact else TOLERANCE[dtype]
+            assert largest_log_difference(score.cpu(), ref_score) <= tolerance, (p, label, tolerance)
+
+
 def test_large_and_tiny_features_neither_overflow_nor_underflow() -> None:
     layer = nn.Conv2d(64, 9, 1)
     with torch.no_grad():
@@ -89,10 +120,11 @@ def test_large_and_tiny_features_neither_overflow_nor_underflow() -> None:
     features[..., :2, :] *= 1e15  # |f|^4 alone would overflow float32
     features[..., 2:, :] *= 1e-15  # and underflow
     for p in (0.1, 4.0):
-        _, score = fused_scores(layer.to(DEVICE), features.to(DEVICE), p, "onehot")
-        _, ref = _reference(layer.cpu(), features, p, "onehot", torch.float32)
-        assert torch.isfinite(score).all()
-        assert largest_log_difference(score.cpu(), ref) <= 1e-4
+        for gradient_of in ("weights", "layer"):
+            _, score = fused_scores(layer.to(DEVICE), features.to(DEVICE), p, "onehot", gradient_of)
+            _, ref = _reference(layer.cpu(), features, p, "onehot", torch.float32, gradient_of)
+            assert torch.isfinite(score).all()
+            assert largest_log_difference(score.cpu(), ref) <= 1e-4
 
 
 def test_only_layers_the_kernel_computes_are_fused() -> None:
@@ -107,10 +139,23 @@ def test_only_layers_the_kernel_computes_are_fused() -> None:
 @pytest.mark.parametrize("model_name", ("erfnet", "deeplabv3plus_resnet18"))
 @pytest.mark.parametrize("score", ("pgn_oh", "pgn_uni"))
 def test_fused_head_equals_the_plain_head_on_real_architectures(model_name: str, score: str, generator) -> None:
+    _fused_equals_plain(model_name, HeadSettings(score=score, p=0.3), generator)
+
+
+@pytest.mark.parametrize(
+    ("model_name", "settings"),
+    [("erfnet", DEFAULT_SCORE), ("deeplabv3plus_resnet18", HeadSettings("pgn_oh", 0.3, gradient_of="layer"))],
+    ids=("erfnet-default", "deeplab-layer"),
+)
+def test_the_default_score_and_the_whole_layer_are_fused_too(model_name: str, settings, generator) -> None:
+    _fused_equals_plain(model_name, settings, generator)
+
+
+def _fused_equals_plain(model_name: str, plain_settings: HeadSettings, generator) -> None:
     spec = get_spec(model_name)
     torch.manual_seed(0)
     model = spec.build(9).eval().to(DEVICE)
-    plain_settings = HeadSettings(score=score, p=0.3)
+    score = plain_settings.score
     kwargs = dict(penultimate_conv=spec.penultimate_conv, penultimate_bn=spec.penultimate_bn,
                   align_corners=spec.align_corners)  # fmt: skip
     plain = GradientUncertaintyHead(model, spec.last_layer, plain_settings, fused="off", **kwargs)
@@ -130,7 +175,7 @@ def test_fused_head_equals_the_plain_head_on_real_architectures(model_name: str,
     plain_error = largest_log_difference(expected.score.cpu(), truth)
     assert largest_log_difference(got.score.cpu(), truth) <= 2 * plain_error + 1e-5
     # Scores the kernel does not compute still come from the plain path, through the same model.
-    for other in (HeadSettings(score="max_logit"), HeadSettings(score=score, mode="reference")):
+    for other in (HeadSettings(score="max_logit"), HeadSettings(score=score, resolution="output")):
         fused.settings = plain.settings = other
         assert torch.allclose(fused(image).score, plain(image).score, atol=1e-5, rtol=1e-5), other
 
@@ -146,7 +191,7 @@ def test_selfcheck_checks_the_fused_kernel_where_it_runs(capsys: pytest.CaptureF
 def test_the_packed_weights_follow_changes_of_the_layer(generator) -> None:
     layer = nn.Conv2d(16, 9, 1).to(DEVICE)
     fused = FusedLastLayer(layer)
-    fused.request = (0.5, "onehot")
+    fused.request = (0.5, "onehot", "weights", "exact")
     features = torch.randn(1, 16, 4, 4, generator=generator).to(DEVICE)
     first = layer(features)
     with torch.no_grad():

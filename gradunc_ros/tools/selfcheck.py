@@ -1,7 +1,7 @@
 """gradunc-selfcheck: prove on this machine that the closed forms are the gradients they claim to be.
 
 Builds small random layers of every supported kind, computes the per-pixel
-gradient norm by autograd and by the closed form, and prints the largest
+gradient norm (of the weights, the bias, and both) by autograd and by the closed form, and prints the largest
 difference of their logs (= relative error of the norm).  Run it on a
 vehicle's computer after installing, with --device cuda for its GPU.
 Where Triton runs (CUDA), the fused head's kernel is checked the same way:
@@ -11,7 +11,6 @@ Exit code 0 only when every case is within its tolerance.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable, Iterator
 
@@ -19,7 +18,12 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from gradunc_ros.uncertainty.autograd_reference import autograd_log_pgn, largest_log_difference
+from gradunc_ros.tools.common import ToolParser
+from gradunc_ros.uncertainty.autograd_reference import (
+    autograd_log_gradient_norm,
+    autograd_log_pgn,
+    largest_log_difference,
+)
 from gradunc_ros.uncertainty.fused import fused_scores, triton_runs_on
 from gradunc_ros.uncertainty.pgn import LABELS, pgn_for_layer, pgn_penultimate
 
@@ -28,28 +32,39 @@ DEFAULT_P = (0.1, 0.3, 0.5, 1.0, 2.0)
 Case = tuple[str, Callable[[float, str], tuple[Tensor, Tensor]]]
 
 
-def _layer_case(layer: nn.Module, x: Tensor) -> Callable[[float, str], tuple[Tensor, Tensor]]:
+PARAMETERS_OF = {"weights": ("weight",), "bias": ("bias",), "layer": ("weight", "bias")}
+
+
+def _autograd(layer: nn.Module, x: Tensor, p: float, label: str, gradient_of: str, dim: int = 1) -> Tensor:
+    """The per-pixel autograd gradient norm over the parameters ``gradient_of`` names, in float64."""
+    parameters = {name: getattr(layer, name) for name in PARAMETERS_OF[gradient_of]}
+    return autograd_log_gradient_norm(lambda params: functional_call(layer, params, (x,)), parameters, p, label, dim)
+
+
+def _layer_case(layer: nn.Module, x: Tensor, gradient_of: str) -> Callable[[float, str], tuple[Tensor, Tensor]]:
     def run(p: float, label: str) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
             out = layer(x)
         dim = -1 if isinstance(layer, nn.Linear) else 1
-        closed = pgn_for_layer(layer, torch.softmax(out, dim=dim), x, p, label)  # type: ignore[arg-type]
-        truth = autograd_log_pgn(lambda w: functional_call(layer, {"weight": w}, (x,)), layer.weight, p, label, dim)
-        return closed, truth
+        closed = pgn_for_layer(layer, torch.softmax(out, dim=dim), x, p, label, gradient_of=gradient_of)
+        return closed, _autograd(layer, x, p, label, gradient_of, dim)
 
     return run
 
 
-def _fused_case(layer: nn.Module, x: Tensor) -> Callable[[float, str], tuple[Tensor, Tensor]]:
+def _fused_case(layer: nn.Module, x: Tensor, gradient_of: str) -> Callable[[float, str], tuple[Tensor, Tensor]]:
     """The fused kernel in float32 against autograd in float64 on the same weights and input."""
 
     def run(p: float, label: str) -> tuple[Tensor, Tensor]:
-        _, fused = fused_scores(layer.float(), x.float(), p, label)
-        exact = layer.double()
-        truth = autograd_log_pgn(lambda w: functional_call(exact, {"weight": w}, (x,)), exact.weight, p, label)
-        return fused, truth
+        _, fused = fused_scores(layer.float(), x.float(), p, label, gradient_of)
+        return fused, _autograd(layer.double(), x, p, label, gradient_of)
 
     return run
+
+
+def _each_gradient(name: str, layer: nn.Module, x: Tensor, case) -> Iterator[Case]:
+    for gradient_of in PARAMETERS_OF:
+        yield name + ("" if gradient_of == "weights" else f", {gradient_of}"), case(layer, x, gradient_of)
 
 
 def fused_cases(device: torch.device, seed: int) -> Iterator[Case]:
@@ -64,7 +79,7 @@ def fused_cases(device: torch.device, seed: int) -> Iterator[Case]:
     }
     for name, (layer, shape) in layers.items():
         x = torch.randn(*shape, dtype=torch.float64, device=device, generator=generator)
-        yield name, _fused_case(layer.to(device=device, dtype=torch.float64), x)
+        yield from _each_gradient(name, layer.to(device=device, dtype=torch.float64), x, _fused_case)
 
 
 def _penultimate_case(
@@ -105,7 +120,7 @@ def cases(device: torch.device, seed: int) -> Iterator[Case]:
         "linear on tokens": (nn.Linear(8, 5), features(2, 7, 8)),
     }
     for name, (layer, x) in layers.items():
-        yield name, _layer_case(layer.to(device=device, dtype=torch.float64), x)
+        yield from _each_gradient(name, layer.to(device=device, dtype=torch.float64), x, _layer_case)
     yield "penultimate conv", _penultimate_case(device, generator)
 
 
@@ -116,12 +131,12 @@ def _largest_error(checks: Iterator[Case], p_values: list[float]) -> float | Non
         for label in LABELS:
             errors = [largest_log_difference(*run(p, label)) for p in p_values]
             worst = max(worst or 0.0, *errors)
-            print(f"{name:24} {label:8} " + " ".join(f"{e:<10.2e}" for e in errors))
+            print(f"{name:32} {label:8} " + " ".join(f"{e:<10.2e}" for e in errors))
     return worst
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gradunc-selfcheck", description=__doc__.split("\n\n")[0])
+    parser = ToolParser(prog="gradunc-selfcheck", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="torch device to check on, e.g. cpu or cuda (default: cpu)")
     parser.add_argument("--p", type=float, nargs="+", default=list(DEFAULT_P), help="exponents to check")
     parser.add_argument("--tolerance", type=float, default=1e-5, help="largest allowed relative error of the norm")
@@ -139,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, AssertionError) as error:
         print(f"gradunc-selfcheck: device {args.device!r} is not usable here: {error}", file=sys.stderr)
         return 2
-    print(f"{'layer':24} {'label':8} " + " ".join(f"p={p:<8g}" for p in args.p))
+    print(f"{'layer, gradient of':32} {'label':8} " + " ".join(f"p={p:<8g}" for p in args.p))
     worst = _largest_error(cases(device, args.seed), args.p)
     worst_fused = _largest_error(fused_cases(device, args.seed), args.p)
     failed = worst > args.tolerance or (worst_fused is not None and worst_fused > args.fused_tolerance)

@@ -6,11 +6,13 @@ Neural Networks applied to Out-of-Distribution Segmentation"
 """
 
 from .baselines import BASELINES, entropy, max_logit, msp
-from .head import SCORES, GradientUncertaintyHead, HeadOutput, HeadSettings
+from .head import DEFAULT_SCORE, SCORES, GradientUncertaintyHead, HeadOutput, HeadSettings
 from .norms import log_pnorm, patch_log_pnorm
 from .pgn import (
+    GRADIENTS_OF,
     class_gradient_factor,
     class_log_norm,
+    combine_factors,
     pgn,
     pgn_conv,
     pgn_for_layer,
@@ -22,12 +24,15 @@ from .resample import log_bilinear_resize
 
 __all__ = [
     "BASELINES",
+    "DEFAULT_SCORE",
+    "GRADIENTS_OF",
     "SCORES",
     "GradientUncertaintyHead",
     "HeadOutput",
     "HeadSettings",
     "class_gradient_factor",
     "class_log_norm",
+    "combine_factors",
     "entropy",
     "log_bilinear_resize",
     "log_pnorm",

@@ -30,17 +30,25 @@ def autograd_log_pgn(forward: Callable[[Tensor], Tensor], weight: Tensor, p: flo
     ``forward(weight)`` returns logits with classes along ``dim``; the pseudo
     label is fixed from the logits at ``weight`` (it is not differentiated).
     """
-    weight = weight.detach().to(torch.float64)
-    target = pseudo_label(forward(weight).detach(), label, dim)
+    return autograd_log_gradient_norm(lambda params: forward(params["weight"]), {"weight": weight}, p, label, dim)
 
-    def per_pixel_loss(w: Tensor) -> Tensor:
-        log_probs = torch.log_softmax(forward(w), dim=dim)
+
+def autograd_log_gradient_norm(
+    forward: Callable[[dict[str, Tensor]], Tensor], parameters: dict[str, Tensor], p: float, label: str, dim: int = 1
+) -> Tensor:
+    """``log`` of the entry-wise p-norm of ``d L_pixel / d parameters`` over all the given tensors
+    together (e.g. a layer's weight and bias), for every output position, in float64."""
+    parameters = {name: tensor.detach().to(torch.float64) for name, tensor in parameters.items()}
+    target = pseudo_label(forward(parameters).detach(), label, dim)
+
+    def per_pixel_loss(params: dict[str, Tensor]) -> Tensor:
+        log_probs = torch.log_softmax(forward(params), dim=dim)
         return -(target * log_probs).sum(dim=dim)
 
     grid_shape = target.sum(dim=dim).shape
-    jacobian = jacrev(lambda w: per_pixel_loss(w).reshape(-1))(weight)  # pixels x weight shape
-    summed = jacobian.reshape(jacobian.shape[0], -1).abs().pow(p).sum(dim=1)
-    # detach: the Jacobian still hangs on the module's other parameters (e.g. the bias)
+    jacobians = jacrev(lambda params: per_pixel_loss(params).reshape(-1))(parameters)  # name: pixels x shape
+    summed = sum(j.reshape(j.shape[0], -1).abs().pow(p).sum(dim=1) for j in jacobians.values())
+    # detach: the Jacobian still hangs on the module's other parameters
     return (summed.log() / p).reshape(grid_shape).detach()
 
 

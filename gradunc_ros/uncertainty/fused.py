@@ -1,7 +1,8 @@
 """The fused last layer: logits and the gradient score from one read of the features (Triton on CUDA).
 
 The plain PyTorch path (the model's own last layer, then ``pgn_for_layer``)
-stays the reference; this one computes the same exact-mode score for a 1x1
+stays the reference; this one computes the same last-layer scores (exact and
+reference mode, of the weights, the bias or both) for a 1x1
 ``Conv2d`` or a ``ConvTranspose2d`` with kernel == stride (ERFNet), in one
 kernel (``triton_kernels.py``).  :class:`FusedLastLayer` takes over the last
 layer's ``forward``, so the rest of the network (e.g. DeepLab's upsampling)
@@ -73,15 +74,32 @@ def weight_matrix(layer: nn.Module, dtype: torch.dtype) -> tuple[Tensor, Tensor 
     return padded.reshape(-1, rows.shape[-1]).to(dtype).contiguous(), bias, stride, classes
 
 
+GRADIENT_OF_CODES = {"weights": 0, "bias": 1, "layer": 2}  # the kernel's GRADIENT_OF
+
+
 def fused_scores(
-    layer: nn.Module, features: Tensor, p: float, label: str, packed: tuple | None = None
+    layer: nn.Module,
+    features: Tensor,
+    p: float,
+    label: str,
+    gradient_of: str = "weights",
+    mode: str = "exact",
+    packed: tuple | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """(logits, log PGN) of ``layer`` on ``features`` (N x K x H x W), both float32, exact mode.
-    ``packed``: ``weight_matrix(layer, features.dtype)`` when the caller keeps it."""
+    """(logits, log gradient norm) of ``layer`` on ``features`` (N x K x H x W), both float32, in ``mode``
+    "exact" or "reference" (the paper's code).  ``packed``: ``weight_matrix(layer, features.dtype)``
+    when the caller keeps it.  ``gradient_of`` "layer" without a bias is the weights' gradient (as
+    ``pgn_for_layer``)."""
     from . import triton_kernels
 
     if label not in ("onehot", "uniform"):
         raise ValueError(f"unknown label {label!r}")
+    if gradient_of not in GRADIENT_OF_CODES:
+        raise ValueError(f"unknown gradient_of {gradient_of!r}")
+    if mode not in ("exact", "reference"):
+        raise ValueError(f"unknown mode {mode!r}")
+    if gradient_of == "layer" and layer.bias is None:
+        gradient_of = "weights"
     features = features.contiguous()
     weight, bias, stride, classes = packed or weight_matrix(layer, features.dtype)
     batch, _, height, width = features.shape
@@ -100,6 +118,8 @@ def fused_scores(
         stride,
         padded_taps(stride),
         label == "uniform",
+        GRADIENT_OF_CODES[gradient_of],
+        mode == "reference",
     )
     return logits, score
 
@@ -111,14 +131,15 @@ def _identity(tensor: Tensor | None) -> tuple:
 
 class FusedLastLayer:
     """Takes over the last layer's ``forward`` (as an instance attribute, so that the model's structure,
-    its state dict and the layer's hooks stay as they are).  While ``request`` holds (p, label) the layer
-    runs the fused kernel and keeps the score in ``score``; otherwise it runs as it always did."""
+    its state dict and the layer's hooks stay as they are).  While ``request`` holds (p, label,
+    gradient_of, mode) the layer runs the fused kernel and keeps the score in ``score``; otherwise it
+    runs as it always did."""
 
     def __init__(self, layer: nn.Module) -> None:
         if not fusable_layer(layer):
             raise ValueError(f"the fused head cannot compute a {type(layer).__name__} of this shape")
         self.layer = layer
-        self.request: tuple[float, str] | None = None
+        self.request: tuple[float, str, str, str] | None = None
         self.score: Tensor | None = None
         self._packed: dict[tuple, tuple] = {}  # weight_matrix for one dtype and one state of the weights
         self._plain_forward = layer.forward

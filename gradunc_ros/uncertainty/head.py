@@ -14,14 +14,14 @@ Resolutions (method.md, section 1):
   the upsampling, so the gradient's input is the upsampled features).
 
 ``fused="auto"`` (or ``"triton"``) attaches :class:`~.fused.FusedLastLayer` to
-the last layer: where Triton runs (CUDA), an exact last-layer score of a
-1x1 or kernel == stride transposed last layer then comes from the same kernel
+the last layer: where Triton runs (CUDA), a last-layer gradient score (exact or
+reference, of the weights, the bias or both) of a 1x1 or kernel == stride
+transposed last layer then comes from the same kernel
 that computes the logits, from one read of the features (``fused.py``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -31,7 +31,8 @@ from torch import Tensor, nn
 
 from .baselines import BASELINES
 from .fused import FUSED_CHOICES, FusedLastLayer, fusable_layer, triton_runs_on
-from .pgn import MODES, class_log_norm, pgn_for_layer, pgn_penultimate, predicted_class
+from .norms import P_MAX, P_MIN
+from .pgn import GRADIENTS_OF, MODES, class_log_norm, combine_factors, pgn_for_layer, pgn_penultimate, predicted_class
 from .resample import log_bilinear_resize, log_pnorm_of_upsampled
 
 GRADIENT_SCORES = {"pgn_oh": "onehot", "pgn_uni": "uniform"}
@@ -45,30 +46,39 @@ class HeadSettings:
     """What the head computes; every field is validated on construction.
 
     score: one of SCORES; higher always means more anomalous.
-    p: exponent of the gradient norm, any p > 0 (the paper uses 0.1 to 2).
+    p: exponent of the gradient norm, P_MIN <= p <= P_MAX (the paper uses 0.1 to 2).
     mode: "exact" gradient or the paper's "reference" code.
     resolution: "last_layer" (the paper's) or "output" (exact, 1x1 last layers).
-    layer: gradient of the "last" layer's weights or of the "penultimate" conv.
+    layer: gradient of the "last" layer or of the "penultimate" conv (its weights).
+    gradient_of: which of the last layer's parameters: "weights" (the paper's), "bias" (the class
+        factor ||s - y||_p alone, also the logit gradient), or the whole "layer" (weights and bias).
     """
 
-    # Defaults: the scores that won on CamVid-OoD val with the shipped model
-    # (results/camvid_val/results.md): max_logit overall, p = 0.1 for the gradient scores.
+    # Field defaults are the plain choices (the paper's exact weight gradient, p = 0.1); the package's
+    # default score, the winner on CamVid-OoD val, is DEFAULT_SCORE below.
     score: str = "max_logit"
     p: float = 0.1
     mode: str = "exact"
     resolution: str = "last_layer"
     layer: str = "last"
+    gradient_of: str = "weights"
 
     def __post_init__(self) -> None:
-        for name, allowed in (("score", SCORES), ("mode", MODES), ("resolution", RESOLUTIONS), ("layer", LAYERS)):
+        choices = (
+            ("score", SCORES), ("mode", MODES), ("resolution", RESOLUTIONS), ("layer", LAYERS),
+            ("gradient_of", GRADIENTS_OF),
+        )  # fmt: skip
+        for name, allowed in choices:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-        if isinstance(self.p, bool) or not isinstance(self.p, (int, float)) or not math.isfinite(self.p) or self.p <= 0:
-            raise ValueError(f"p must be a finite number > 0; got {self.p!r}")
+        if isinstance(self.p, bool) or not isinstance(self.p, (int, float)) or not P_MIN <= self.p <= P_MAX:
+            raise ValueError(f"p must be a number from {P_MIN:g} to {P_MAX:g}; got {self.p!r}")
         object.__setattr__(self, "p", float(self.p))
         if self.layer == "penultimate" and self.resolution != "last_layer":
             raise ValueError("the penultimate-layer score is defined at the last layer's resolution only")
+        if self.layer == "penultimate" and self.gradient_of != "weights":
+            raise ValueError("the penultimate-layer score is the gradient of that conv's weights only")
 
     @property
     def is_gradient_score(self) -> bool:
@@ -76,12 +86,19 @@ class HeadSettings:
 
     @property
     def name(self) -> str:
-        """A short unique name, e.g. ``pgn_oh_exact_p0.3`` or ``entropy``."""
+        """A short unique name, e.g. ``pgn_oh_exact_p0.3``, ``pgn_oh_exact_p0.1_bias`` or ``entropy``."""
         if not self.is_gradient_score:
             return self.score
-        suffix = "" if self.layer == "last" else "_penultimate"
+        suffix = "" if self.gradient_of == "weights" else f"_{self.gradient_of}"
+        suffix += "" if self.layer == "last" else "_penultimate"
         suffix += "" if self.resolution == "last_layer" else "_output"
         return f"{self.score}_{self.mode}_p{self.p:g}{suffix}"
+
+    @property
+    def canonical(self) -> HeadSettings:
+        """The same score with the fields it ignores at their defaults: baselines need no p, mode,
+        resolution, layer or gradient_of.  Two settings that compute the same thing are equal here."""
+        return self if self.is_gradient_score else HeadSettings(score=self.score)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> HeadSettings:
@@ -91,6 +108,12 @@ class HeadSettings:
         if unknown:
             raise ValueError(f"unknown head setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**dict(values))
+
+
+# The default score of the node and the tools: the best AuPRC on CamVid-OoD val with the shipped model, by the rule
+# of evaluation.runner.choose_default (results/camvid_val/results.md): the gradient of the last layer's bias with
+# the paper's code's uniform pseudo label, p = 0.1, i.e. ||(C - 1)/C * s||_0.1.
+DEFAULT_SCORE = HeadSettings(score="pgn_uni", p=0.1, mode="reference", gradient_of="bias")
 
 
 @dataclass
@@ -115,6 +138,8 @@ class GradientUncertaintyHead(nn.Module):
     penultimate variant, also name the conv W and the batch norm between W
     and the ReLU that feeds the last layer.  ``align_corners`` is how the
     model upsamples its logits (and how the paper upsamples the score).
+    ``last_layer_at_output``: the last layer's output is the model's output (ERFNet), so
+    "output" resolution is the last layer's own; None when unknown (checked on each pass).
     """
 
     def __init__(
@@ -127,6 +152,7 @@ class GradientUncertaintyHead(nn.Module):
         penultimate_bn: str | None = None,
         align_corners: bool = True,
         fused: str = "off",
+        last_layer_at_output: bool | None = None,
     ) -> None:
         super().__init__()
         if fused not in FUSED_CHOICES:
@@ -134,6 +160,7 @@ class GradientUncertaintyHead(nn.Module):
         self.model = model
         self.align_corners = align_corners
         self.last_layer = model.get_submodule(last_layer)
+        self.last_layer_at_output = last_layer_at_output
         self.penultimate_conv = model.get_submodule(penultimate_conv) if penultimate_conv else None
         self.penultimate_bn = model.get_submodule(penultimate_bn) if penultimate_bn else None
         self._captured: dict[str, Tensor] = {}
@@ -146,7 +173,7 @@ class GradientUncertaintyHead(nn.Module):
             raise ValueError(f"the fused head cannot compute this last layer ({type(self.last_layer).__name__})")
         if self.penultimate_conv is not None:
             self.penultimate_conv.register_forward_hook(self._capture_penultimate)
-        self.settings = settings or HeadSettings()
+        self.settings = settings or DEFAULT_SCORE
 
     @property
     def settings(self) -> HeadSettings:
@@ -155,17 +182,33 @@ class GradientUncertaintyHead(nn.Module):
     @settings.setter
     def settings(self, value: HeadSettings) -> None:
         """Change what is computed between frames (e.g. a run-time parameter update)."""
-        self._check_supported(value)
+        self.check_supported(value)
         self._settings = value
 
-    def _check_supported(self, settings: HeadSettings) -> None:
+    def check_supported(self, settings: HeadSettings) -> None:
+        """ValueError with the reason when this model cannot compute ``settings``."""
         if settings.layer == "penultimate":
             if not isinstance(self.penultimate_conv, nn.Conv2d) or not isinstance(self.penultimate_bn, nn.BatchNorm2d):
                 raise ValueError(
-                    "the penultimate score needs penultimate_conv (Conv2d) and penultimate_bn (BatchNorm2d)"
+                    "the penultimate score needs a conv -> batch norm -> ReLU -> 1x1 conv tail, which this model "
+                    "does not name (penultimate_conv, penultimate_bn)"
                 )
             if not isinstance(self.last_layer, nn.Conv2d):
                 raise ValueError("the penultimate score needs a 1x1 Conv2d last layer")
+        if settings.is_gradient_score and settings.resolution == "output" and self.last_layer_at_output is False:
+            if not _is_pointwise_conv(self.last_layer):
+                raise ValueError(
+                    "the exact output-resolution score needs a 1x1 conv last layer, or a last layer whose output "
+                    f"is the model's output; this one is a {type(self.last_layer).__name__} below the output "
+                    "resolution: use resolution last_layer"
+                )
+
+    def computes(self, settings: HeadSettings, device: torch.device) -> str:
+        """What runs for ``settings`` on ``device``, in words (the node's start and change log lines)."""
+        if not settings.is_gradient_score:
+            return f"{settings.score} from the logits (no gradient head)"
+        how = "fused Triton head" if self._fusable(settings, device) else "plain PyTorch head"
+        return f"{settings.name} ({how})"
 
     def _capture_last(self, _module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
         if self._wanted.get("last"):
@@ -177,22 +220,27 @@ class GradientUncertaintyHead(nn.Module):
             self._captured["conv_input"] = inputs[0]
 
     def forward(self, images: Tensor) -> HeadOutput:
-        logits, labels, (score,) = self.forward_many(images, [self._settings])
+        logits, labels, (score,), _ = self.forward_many(images, [self._settings])
         return HeadOutput(logits=logits, labels=labels, score=score)
 
     @torch.no_grad()
     def forward_many(
-        self, images: Tensor, settings_list: Sequence[HeadSettings]
-    ) -> tuple[Tensor, Tensor, list[Tensor]]:
-        """One forward pass, several scores: (logits, labels, one score per entry of ``settings_list``)."""
-        for settings in settings_list:
-            self._check_supported(settings)
+        self, images: Tensor, settings_list: Sequence[HeadSettings], factors: Sequence[HeadSettings] = ()
+    ) -> tuple[Tensor, Tensor, list[Tensor], list[tuple[Tensor, Tensor]]]:
+        """One forward pass, several scores: (logits, labels, one score per entry of ``settings_list``,
+        the two log factors (class, input) of the last layer's weight gradient per entry of ``factors``,
+        at the output size: the factor report of ``gradunc-eval``)."""
+        for settings in (*settings_list, *factors):
+            self.check_supported(settings)
+        if any(not s.is_gradient_score or s.layer != "last" for s in factors):
+            raise ValueError("factors exist for gradient scores of the last layer only")
         gradient = [s for s in settings_list if s.is_gradient_score]
-        fuse = len(set(gradient)) == 1 and self._fusable(gradient[0], images.device)
+        fuse = not factors and len(set(gradient)) == 1 and self._fusable(gradient[0], images.device)
         if fuse:
-            self.fused.request = (gradient[0].p, GRADIENT_SCORES[gradient[0].score])
+            one = gradient[0]
+            self.fused.request = (one.p, GRADIENT_SCORES[one.score], one.gradient_of, one.mode)
         self._wanted = {
-            "last": bool(gradient) and not fuse,
+            "last": (bool(gradient) and not fuse) or bool(factors),
             "penultimate": any(s.is_gradient_score and s.layer == "penultimate" for s in settings_list),
         }
         self._captured.clear()
@@ -205,23 +253,25 @@ class GradientUncertaintyHead(nn.Module):
                 self._gradient_score(s, logits) if s.is_gradient_score else BASELINES[s.score](logits)
                 for s in settings_list
             ]
+            factor_maps = [self._gradient_score(s, logits, factors=True) for s in factors]
         finally:
             self._captured.clear()
             self._wanted = {}
             if self.fused is not None:
                 self.fused.request = self.fused.score = None
-        return logits, labels, scores
+        return logits, labels, scores, factor_maps
 
     def _fusable(self, settings: HeadSettings, device: torch.device) -> bool:
-        """The kernel computes this score here: exact, last layer, at its own resolution, Triton usable."""
-        wanted = (settings.mode, settings.layer, settings.resolution)
-        if self.fused is None or wanted != ("exact", "last", "last_layer"):
+        """The kernel computes this score here: last layer, at its own resolution, Triton usable."""
+        if self.fused is None or (settings.layer, settings.resolution) != ("last", "last_layer"):
             return False
         return triton_runs_on(device)
 
-    def _gradient_score(self, settings: HeadSettings, logits: Tensor) -> Tensor:
+    def _gradient_score(
+        self, settings: HeadSettings, logits: Tensor, factors: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
         size = tuple(logits.shape[-2:])
-        if self.fused is not None and self.fused.score is not None:
+        if not factors and self.fused is not None and self.fused.score is not None:
             return log_bilinear_resize(self.fused.score, size, self.align_corners)
         if "last_input" not in self._captured:
             raise RuntimeError("the last layer did not run in the model's forward pass")
@@ -229,10 +279,12 @@ class GradientUncertaintyHead(nn.Module):
         features = self._captured["last_input"]
         low_logits = self._captured["last_output"]
         if settings.resolution == "output" and tuple(low_logits.shape[-2:]) != size:
-            return self._output_resolution_score(settings, label, logits, features)
+            return self._output_resolution_score(settings, label, logits, features, factors)
         if isinstance(self.last_layer, nn.Linear) and low_logits.dim() != 4:
             raise ValueError("a linear last layer must see a channels-last N x h x w x D map, not a token list")
         if settings.layer == "penultimate":
+            if factors:
+                raise ValueError("the factor report covers last-layer scores only")
             low = pgn_penultimate(
                 low_logits,
                 features,
@@ -247,14 +299,28 @@ class GradientUncertaintyHead(nn.Module):
             )
         else:
             low = pgn_for_layer(
-                self.last_layer, low_logits, features, settings.p, label, settings.mode, from_logits=True
-            )
+                self.last_layer, low_logits, features, settings.p, label, settings.mode, from_logits=True,
+                gradient_of=settings.gradient_of, factors=factors,
+            )  # fmt: skip
+        if factors:
+            return tuple(log_bilinear_resize(part, size, self.align_corners) for part in low)
         return log_bilinear_resize(low, size, self.align_corners)
 
-    def _output_resolution_score(self, settings: HeadSettings, label: str, logits: Tensor, features: Tensor) -> Tensor:
+    def _output_resolution_score(
+        self, settings: HeadSettings, label: str, logits: Tensor, features: Tensor, factors: bool
+    ) -> Tensor | tuple[Tensor, Tensor]:
         layer = self.last_layer
-        if not (isinstance(layer, nn.Conv2d) and layer.kernel_size == (1, 1) and layer.stride == (1, 1)):
+        if not _is_pointwise_conv(layer):
             raise ValueError("the exact output-resolution score needs a 1x1 conv last layer")
+        class_norm = class_log_norm(logits, settings.p, label, settings.mode, from_logits=True).to(torch.float32)
+        if settings.gradient_of == "bias" and not factors:
+            return class_norm
         feature_norm = log_pnorm_of_upsampled(features, tuple(logits.shape[-2:]), settings.p, self.align_corners)
-        class_norm = class_log_norm(logits, settings.p, label, settings.mode, from_logits=True)
-        return (class_norm + feature_norm).to(torch.float32)
+        if factors:
+            return class_norm, feature_norm.to(torch.float32)
+        gradient_of = settings.gradient_of if layer.bias is not None else "weights"
+        return combine_factors(class_norm, feature_norm, settings.p, gradient_of).to(torch.float32)
+
+
+def _is_pointwise_conv(layer: nn.Module) -> bool:
+    return isinstance(layer, nn.Conv2d) and layer.kernel_size == (1, 1) and layer.stride == (1, 1)

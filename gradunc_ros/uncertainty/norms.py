@@ -15,8 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-P_MIN = 0.05
-P_MAX = 4.0
+# The exponents the head, the node and the tools accept (HeadSettings): wide enough for every p of the
+# paper (0.1 to 2), and every score stays finite in the log domain across it (test_pgn_autograd).
+P_MIN = 0.01
+P_MAX = 10.0
 
 
 def check_p(p: float) -> float:

@@ -4,12 +4,23 @@ For a last layer whose gradient is ``(s - y) outer input``, the entry-wise
 p-norm factorises: ``PGN = ||s - y||_p * ||input||_p``.  Every function here
 returns float32 of shape N x h x w (or the token shape for linear layers):
 ``log PGN`` when ``log=True`` (the default, finite for any p in
-[0.05, 4]) and PGN itself otherwise, which overflows float32 for small p.
+[P_MIN, P_MAX] = [0.01, 10]) and PGN itself otherwise, which overflows float32 for small p.
 A pixel whose gradient is exactly zero has ``log PGN = -inf``.
 
 Labels: ``"onehot"`` (pseudo label = the predicted class) or ``"uniform"``
 (y = 1/C).  Modes: ``"exact"`` is the true gradient; ``"reference"`` is what
 the paper's code computes (``s * (1 - y)`` and ``(C - 1)/C * s``).
+
+Which parameters the gradient is taken of (``gradient_of``, method.md,
+section 1, "Which parameters"):
+
+- ``"weights"``: the last layer's weights, ``||s - y||_p * ||input||_p``;
+- ``"bias"``: the last layer's bias, ``||s - y||_p`` (the class factor alone).
+  It is also the gradient with respect to the logits, so a layer without a
+  bias gets this logit gradient;
+- ``"layer"``: weights and bias together, the entry-wise p-norm over both,
+  ``||s - y||_p * (||input||_p^p + 1)^(1/p)``; for a layer without a bias
+  this is the weights' gradient.
 
 The class side can be given as probabilities (``probs``) or, more robustly,
 as logits (``from_logits=True``): a confident pixel whose softmax rounds to
@@ -20,6 +31,7 @@ small entries are kept in the log domain.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -29,8 +41,10 @@ from .norms import check_p, log_pnorm, patch_log_pnorm, work_dtype
 
 Label = Literal["onehot", "uniform"]
 Mode = Literal["exact", "reference"]
+GradientOf = Literal["weights", "bias", "layer"]
 LABELS: tuple[str, ...] = ("onehot", "uniform")
 MODES: tuple[str, ...] = ("exact", "reference")
+GRADIENTS_OF: tuple[str, ...] = ("weights", "bias", "layer")
 
 
 def predicted_class(scores: Tensor, dim: int = 1, keepdim: bool = False) -> Tensor:
@@ -107,6 +121,33 @@ def _finish(log_score: Tensor, log: bool) -> Tensor:
     return (log_score if log else torch.exp(log_score)).to(torch.float32)
 
 
+def combine_factors(class_part: Tensor, feature_part: Tensor, p: float, gradient_of: GradientOf = "weights") -> Tensor:
+    """``log`` of the gradient norm from its factors ``log ||s - y||_p`` and ``log ||input||_p``.
+
+    weights: their sum; bias: the class factor alone; layer: the p-norm over
+    weights and bias, ``log ||s - y||_p + log(||input||_p^p + 1) / p`` (an
+    input of norm 0, log -inf, leaves the bias part).
+    """
+    _check_choice("gradient_of", gradient_of, GRADIENTS_OF)
+    if gradient_of == "bias":
+        return class_part
+    feature_part = feature_part.to(class_part.dtype)
+    if gradient_of == "weights":
+        return class_part + feature_part
+    return class_part + torch.logaddexp(p * feature_part, torch.zeros_like(feature_part)) / p
+
+
+def _score(
+    class_part: Tensor, feature_part: Callable[[], Tensor], p: float, gradient_of: GradientOf, log: bool, factors: bool
+) -> Tensor | tuple[Tensor, Tensor]:
+    """The score, or with ``factors`` both log factors (float32); the input factor only when it is needed."""
+    _check_choice("gradient_of", gradient_of, GRADIENTS_OF)
+    if factors:
+        return class_part.to(torch.float32), feature_part().to(torch.float32)
+    features = feature_part() if gradient_of != "bias" else class_part
+    return _finish(combine_factors(class_part, features, p, gradient_of), log)
+
+
 def _check_grid(probs: Tensor, features_grid: tuple[int, ...], what: str) -> None:
     if probs.dim() != 4:
         raise ValueError(f"probs must be N x C x h x w, got shape {tuple(probs.shape)}")
@@ -117,6 +158,12 @@ def _check_grid(probs: Tensor, features_grid: tuple[int, ...], what: str) -> Non
         )
 
 
+# Every pgn_* below takes the class side as probabilities, or as logits with ``from_logits`` (more
+# robust: a pixel whose softmax rounds to one-hot keeps its finite class factor), and returns
+# N x h x w float32: log PGN (``log=False``: PGN itself), or with ``factors=True`` the two log
+# factors (class, input) of the weights' gradient.
+
+
 def pgn(
     probs: Tensor,
     features: Tensor,
@@ -124,17 +171,22 @@ def pgn(
     label: Label = "onehot",
     mode: Mode = "exact",
     log: bool = True,
-) -> Tensor:
-    """PGN for a 1x1 conv last layer: ``||s - y||_p * ||features||_p`` per pixel.
+    *,
+    from_logits: bool = False,
+    gradient_of: GradientOf = "weights",
+    factors: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """PGN for a 1x1 conv last layer: ``||s - y||_p * ||features||_p`` per pixel (weights).
 
     ``probs`` is N x C x h x w (softmax of the layer's output), ``features``
-    N x D x h x w (the layer's input).  Returns N x h x w float32.
+    N x D x h x w (the layer's input).
     """
     p = check_p(p)
     if features.dim() != 4:
         raise ValueError(f"features must be N x D x h x w, got shape {tuple(features.shape)}")
     _check_grid(probs, (features.shape[0], *features.shape[2:]), "features")
-    return _finish(class_log_norm(probs, p, label, mode) + log_pnorm(features, p, dim=1).to(work_dtype(probs)), log)
+    class_part = class_log_norm(probs, p, label, mode, from_logits=from_logits)
+    return _score(class_part, lambda: log_pnorm(features, p, dim=1), p, gradient_of, log, factors)
 
 
 def pgn_conv(
@@ -150,8 +202,11 @@ def pgn_conv(
     label: Label = "onehot",
     mode: Mode = "exact",
     log: bool = True,
-) -> Tensor:
-    """PGN for a k x k conv last layer: ``||s - y||_p * ||input patch||_p``.
+    from_logits: bool = False,
+    gradient_of: GradientOf = "weights",
+    factors: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """PGN for a k x k conv last layer: ``||s - y||_p * ||input patch||_p`` (weights).
 
     ``features`` is the conv's input (N x D x H x W); ``probs`` is at the
     conv's output resolution.  Geometry arguments are the layer's own.
@@ -161,7 +216,8 @@ def pgn_conv(
         features, p, kernel_size, padding=padding, dilation=dilation, stride=stride, padding_mode=padding_mode
     )
     _check_grid(probs, tuple(patch.shape), "the conv's output")
-    return _finish(class_log_norm(probs, p, label, mode) + patch.to(work_dtype(probs)), log)
+    class_part = class_log_norm(probs, p, label, mode, from_logits=from_logits)
+    return _score(class_part, lambda: patch, p, gradient_of, log, factors)
 
 
 def transposed_input_index(out_size: int, in_size: int, stride: int, padding: int) -> tuple[Tensor, Tensor]:
@@ -199,19 +255,26 @@ def pgn_transposed(
     label: Label = "onehot",
     mode: Mode = "exact",
     log: bool = True,
-) -> Tensor:
+    from_logits: bool = False,
+    gradient_of: GradientOf = "weights",
+    factors: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """PGN for a transposed conv whose kernel equals its stride (ERFNet's output layer).
 
     Each output pixel sees one input pixel through one kernel tap, so
-    ``PGN = ||s - y||_p * ||features(input pixel)||_p``.
+    ``PGN = ||s - y||_p * ||features(input pixel)||_p`` (weights).
     """
     p = check_p(p)
     if features.dim() != 4 or probs.dim() != 4:
         raise ValueError("probs and features must both be 4-D (N x C x h x w, N x D x H x W)")
     if probs.shape[0] != features.shape[0]:
         raise ValueError("probs and features differ in batch size")
-    feature_part = transposed_feature_log_norm(features, p, tuple(probs.shape[2:]), stride, padding)
-    return _finish(class_log_norm(probs, p, label, mode) + feature_part.to(work_dtype(probs)), log)
+    class_part = class_log_norm(probs, p, label, mode, from_logits=from_logits)
+
+    def feature_part() -> Tensor:
+        return transposed_feature_log_norm(features, p, tuple(probs.shape[2:]), stride, padding)
+
+    return _score(class_part, feature_part, p, gradient_of, log, factors)
 
 
 def pgn_linear(
@@ -221,13 +284,17 @@ def pgn_linear(
     label: Label = "onehot",
     mode: Mode = "exact",
     log: bool = True,
-) -> Tensor:
+    *,
+    from_logits: bool = False,
+    gradient_of: GradientOf = "weights",
+    factors: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """PGN for a linear layer on tokens: ``probs`` ... x C, ``tokens`` ... x D (channels last)."""
     p = check_p(p)
     if probs.shape[:-1] != tokens.shape[:-1]:
         raise ValueError(f"probs {tuple(probs.shape)} and tokens {tuple(tokens.shape)} differ in leading shape")
-    log_score = class_log_norm(probs, p, label, mode, dim=-1) + log_pnorm(tokens, p, dim=-1).to(work_dtype(probs))
-    return _finish(log_score, log)
+    class_part = class_log_norm(probs, p, label, mode, dim=-1, from_logits=from_logits)
+    return _score(class_part, lambda: log_pnorm(tokens, p, dim=-1), p, gradient_of, log, factors)
 
 
 def pgn_penultimate(
@@ -299,37 +366,32 @@ def _batch_norm_inference(x: Tensor, bn: nn.BatchNorm2d) -> Tensor:
     )
 
 
-def layer_feature_log_norm(layer: nn.Module, layer_input: Tensor, p: float, out_grid: tuple[int, ...]) -> Tensor:
-    """The input side of the factorised gradient of ``layer``, on its output grid ``out_grid`` (h, w).
+def closed_form_for(layer: nn.Module) -> tuple[Callable[..., Tensor | tuple[Tensor, Tensor]], dict]:
+    """The pgn_* function for this kind of last layer and the layer's own geometry arguments for it.
 
-    1x1 conv: the input's norm; k x k conv: the unfolded patch's norm;
-    transposed conv with kernel == stride: the one input pixel's norm;
-    linear (channels last): the token's norm.
+    1x1 conv: ``pgn``; k x k conv: ``pgn_conv`` (the unfolded patch);
+    transposed conv with kernel == stride: ``pgn_transposed``; linear
+    (channels last): ``pgn_linear``.
     """
-    p = check_p(p)
     if isinstance(layer, nn.Linear):
-        return log_pnorm(layer_input, p, dim=-1)
+        return pgn_linear, {}
     if isinstance(layer, nn.ConvTranspose2d):
         if layer.kernel_size != layer.stride or layer.dilation != (1, 1) or layer.groups != 1:
             raise ValueError(
                 "a transposed-conv last layer needs kernel == stride, dilation 1 and one group; "
                 f"got kernel {layer.kernel_size}, stride {layer.stride}, dilation {layer.dilation}"
             )
-        return transposed_feature_log_norm(layer_input, p, tuple(out_grid), layer.stride, layer.padding)
+        return pgn_transposed, {"stride": layer.stride, "padding": layer.padding}
     if isinstance(layer, nn.Conv2d):
         if layer.groups != 1:
             raise ValueError("grouped last layers do not factorise; use a conv with groups=1")
         if layer.kernel_size == (1, 1) and layer.stride == (1, 1) and layer.padding in ((0, 0), "valid", "same"):
-            return log_pnorm(layer_input, p, dim=1)
-        return patch_log_pnorm(
-            layer_input,
-            p,
-            layer.kernel_size,
-            padding=layer.padding,
-            dilation=layer.dilation,
-            stride=layer.stride,
-            padding_mode=layer.padding_mode,
-        )
+            return pgn, {}
+        geometry = {
+            "kernel_size": layer.kernel_size, "padding": layer.padding, "dilation": layer.dilation,
+            "stride": layer.stride, "padding_mode": layer.padding_mode,
+        }  # fmt: skip
+        return pgn_conv, geometry
     raise TypeError(f"no closed form for a last layer of type {type(layer).__name__}")
 
 
@@ -342,16 +404,23 @@ def pgn_for_layer(
     mode: Mode = "exact",
     log: bool = True,
     from_logits: bool = False,
-) -> Tensor:
+    *,
+    gradient_of: GradientOf = "weights",
+    factors: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """PGN for whatever kind of last layer ``layer`` is (1x1 or k x k conv, transposed conv, linear).
 
-    ``probs`` is the softmax of the layer's output (its logits when ``from_logits``)."""
-    channels_last = isinstance(layer, nn.Linear)
-    dim = -1 if channels_last else 1
-    grid = tuple(probs.shape[1:-1]) if channels_last else tuple(probs.shape[2:])
-    feature_part = layer_feature_log_norm(layer, layer_input, p, grid)
-    batch_grid = (probs.shape[0], *grid)
-    if tuple(feature_part.shape) != batch_grid:
-        raise ValueError(f"the layer input gives a grid of {tuple(feature_part.shape)} but probs have {batch_grid}")
-    class_part = class_log_norm(probs, p, label, mode, dim=dim, from_logits=from_logits)
-    return _finish(class_part + feature_part.to(class_part.dtype), log)
+    ``probs`` is the softmax of the layer's output (its logits when ``from_logits``).  ``gradient_of``
+    "layer" on a layer without a bias is its weights' gradient; "bias" there is the logit gradient.
+    """
+    closed_form, geometry = closed_form_for(layer)
+    if gradient_of == "layer" and getattr(layer, "bias", None) is None:
+        gradient_of = "weights"
+    if closed_form in (pgn, pgn_linear):
+        return closed_form(
+            probs, layer_input, p, label, mode, log, from_logits=from_logits, gradient_of=gradient_of, factors=factors
+        )
+    return closed_form(
+        probs, layer_input, p, label=label, mode=mode, log=log, from_logits=from_logits, gradient_of=gradient_of,
+        factors=factors, **geometry,
+    )  # fmt: skip
