@@ -61,6 +61,8 @@ class Prediction:
     logits: np.ndarray | None = None  # C x H x W float32, when asked for
     timings_ms: dict[str, float] = field(default_factory=dict)
     scores: dict[str, np.ndarray] = field(default_factory=dict)  # extra scores asked for, by HeadSettings.name
+    # log factors (class, input) of the weight gradient of the scores asked for, by HeadSettings.name
+    factors: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 class SegmentationPipeline:
@@ -95,6 +97,7 @@ class SegmentationPipeline:
             penultimate_bn=spec.penultimate_bn,
             align_corners=spec.align_corners,
             fused=fused,
+            last_layer_at_output=spec.output_stride == 1,
         )
         self.input_size = input_size or loaded.input_size
 
@@ -120,9 +123,14 @@ class SegmentationPipeline:
 
     @torch.no_grad()
     def predict_batch(
-        self, images: Sequence[np.ndarray], keep_logits: bool = False, extra_scores: Sequence[HeadSettings] = ()
+        self,
+        images: Sequence[np.ndarray],
+        keep_logits: bool = False,
+        extra_scores: Sequence[HeadSettings] = (),
+        factors: Sequence[HeadSettings] = (),
     ) -> list[Prediction]:
-        """Images of one size (H x W x 3 uint8 RGB) in one forward pass; ``extra_scores`` come from the same pass."""
+        """Images of one size (H x W x 3 uint8 RGB) in one forward pass; ``extra_scores`` and the gradient
+        ``factors`` of the given scores come from the same pass."""
         if not images:
             return []
         size = images[0].shape[:2]
@@ -135,13 +143,17 @@ class SegmentationPipeline:
         self._sync()
         inferred = time.perf_counter()
         all_settings = [self.settings, *extra_scores]
-        raw_logits, _, raw_scores = self.head.forward_many(x, all_settings)
+        raw_logits, _, raw_scores, raw_factors = self.head.forward_many(x, all_settings, factors)
         self._sync()
         done = time.perf_counter()
         logits = self._resize_logits(raw_logits, size)
         resized = [
             self._resize_score(score, one, size).cpu().numpy()
             for one, score in zip(all_settings, raw_scores, strict=True)
+        ]
+        resized_factors = [
+            tuple(log_bilinear_resize(part, size, align_corners=False).cpu().numpy() for part in pair)
+            for pair in raw_factors
         ]
         labels = predicted_class(logits).to(torch.uint8 if logits.shape[1] <= 256 else torch.int32).cpu().numpy()
         kept = logits.cpu().numpy() if keep_logits else None
@@ -158,6 +170,7 @@ class SegmentationPipeline:
                 None if kept is None else kept[i],
                 dict(timings),
                 {one.name: score[i] for one, score in zip(extra_scores, resized[1:], strict=True)},
+                {one.name: (pair[0][i], pair[1][i]) for one, pair in zip(factors, resized_factors, strict=True)},
             )
             for i in range(len(images))
         ]
@@ -176,6 +189,10 @@ class SegmentationPipeline:
         for slot, image in zip(staging, images, strict=True):
             slot.copy_(torch.from_numpy(image))
         return staging.to(self.device, non_blocking=True)
+
+    def release_buffers(self) -> None:
+        """Give back the pinned upload buffers (e.g. when the node is deactivated)."""
+        self._staging.clear()
 
     def predict(self, image: np.ndarray, keep_logits: bool = False) -> Prediction:
         return self.predict_batch([image], keep_logits)[0]

@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .evaluation.datasets import CAMVID_TRAIN_TARGETS, IGNORE, Frame, camvid_frames, read_label, read_rgb
+from .evaluation.datasets import CAMVID_TRAIN_TARGETS, IGNORE, Frame, camvid_frames
 from .evaluation.segmentation import miou_over_frames
+from .imageio import read_label, read_rgb
 from .models.checkpoints import save_safetensors
 from .models.preprocess import normalise, resize_input
 from .models.registry import ModelSpec, get_spec

@@ -214,3 +214,19 @@ def test_single_pixel_components_and_all_void_frames() -> None:
     siou, ppv = frame_components(score, label, 0.5, min_pred=1, min_gt=1)
     assert sorted(siou) == [0.0, 1.0] and ppv == [1.0]
     assert frame_components(score, np.full((12, 12), 255, np.uint8), 0.5, 1, 1) == ([], [])
+
+
+def test_an_siou_and_a_ppv_of_exactly_0_6_fall_below_the_benchmarks_0_6_tau() -> None:
+    """The benchmark's taus are np.linspace(0.25, 0.75, 11): the 8th is 0.6000000000000001, so a component
+    with sIoU (or PPV) exactly 3/5 is a false negative (false positive) there, not a hit."""
+    label = np.zeros((3, 8), np.uint8)
+    label[1, 0:3] = 1  # an object of 3 pixels
+    score = np.zeros((3, 8), np.float32)
+    score[1, 0:5] = 1.0  # a prediction of 5 pixels covering it: sIoU = PPV = 3 / 5
+    siou, ppv = frame_components(score, label, 0.5, min_pred=0, min_gt=0)
+    assert siou == [0.6] and ppv == [0.6]
+    result = component_metrics([score], [label], threshold=0.5, min_pred=0, min_gt=0)
+    taus = np.linspace(0.25, 0.75, 11, endpoint=True)
+    expected = {f"{t:.2f}": 1.0 if 0.6 >= t else 0.0 for t in taus}  # the benchmark's comparisons
+    assert result["f1_per_tau"] == expected and expected["0.60"] == 0.0 and expected["0.55"] == 1.0
+    assert result["f1_mean"] == pytest.approx(7 / 11)

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from gradunc_ros.evaluation.datasets import CAMVID_TRAIN_TARGETS, read_label
+from gradunc_ros.evaluation.datasets import CAMVID_TRAIN_TARGETS
+from gradunc_ros.imageio import read_label
 from gradunc_ros.models import load_model
 
 pytestmark = pytest.mark.process
@@ -83,28 +84,43 @@ def test_train_without_data_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 1 and "no images under" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_eval_writes_json_table_and_plots(tmp_path: Path, tiny_camvid: Path, random_weights) -> None:
+def test_eval_writes_json_table_factor_report_intervals_and_plots(
+    tmp_path: Path, tiny_camvid: Path, random_weights
+) -> None:
     result = _tool(
         "evaluate", "--data", str(tiny_camvid), "--weights", str(random_weights), "--scores", "msp", "pgn_oh",
-        "--p", "0.5", "1", "--out", str(tmp_path),
+        "--p", "0.5", "1", "--bootstrap", "200", "--out", str(tmp_path),
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "results.json").read_text())
-    assert set(report["scores"]) == {
-        "msp",
-        "pgn_oh_exact_p0.5",
-        "pgn_oh_reference_p0.5",
-        "pgn_oh_exact_p1",
-        "pgn_oh_reference_p1",
+    gradient = {
+        f"pgn_oh_{mode}_p{p}{suffix}"
+        for mode in ("exact", "reference")
+        for p in ("0.5", "1")
+        for suffix in ("", "_bias", "_layer")
     }
+    assert set(report["scores"]) == {"msp"} | gradient
     for metrics in report["scores"].values():
         for key in ("auprc", "auroc", "fpr95", "siou", "ppv", "f1_mean", "ause", "segments"):
             assert np.isfinite(metrics[key]), key
         assert "misclassification_auroc" in metrics  # nan where a random net gets every pixel wrong
+        low, high = metrics["auprc_ci95"]
+        assert 0 <= low <= high <= 1
+        ratio_low, ratio_high = metrics["ratio_ci95"]
+        assert ratio_low <= ratio_high
+    assert report["scores"]["msp"]["auprc_ratio_to_best_softmax"] == 1.0  # msp is the only softmax baseline
+    assert report["bootstrap"]["draws"] == 200 and report["bootstrap"]["best_softmax"] == "msp"
+    assert report["default"]["score"] in report["scores"] and report["default"]["rule"]
     # One-hot reference is half the exact score at p = 1: the same ranking, so the same AuPRC.
     assert report["scores"]["pgn_oh_exact_p1"]["auprc"] == report["scores"]["pgn_oh_reference_p1"]["auprc"]
+    # The factor report: the class factor alone is the bias gradient, computed the same way.
+    assert set(report["factors"]) == {name for name in gradient if not name.endswith(("_bias", "_layer"))}
+    for name, factors in report["factors"].items():
+        assert factors["class_factor"]["auprc"] == report["scores"][f"{name}_bias"]["auprc"]
+        assert factors["input_points"] in ("high = OoD", "low = OoD")
     assert report["frames"] == 3 and 0 <= report["in_distribution"]["miou"] <= 1
-    assert "| msp |" in (tmp_path / "results.md").read_text()
+    text = (tmp_path / "results.md").read_text()
+    assert "| msp |" in text and "## Factor report" in text and "Default score:" in text
     for plot in ("curves.png", "histograms.png", "examples.png"):
         assert cv2.imread(str(tmp_path / plot)) is not None
 

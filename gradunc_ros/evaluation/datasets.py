@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+from ..imageio import read_label
 
 IGNORE = 255
 CAMVID_HELD_OUT = (9, 10)
@@ -50,24 +51,6 @@ def _lookup(mapping: dict[int, int], default: int) -> np.ndarray:
 CAMVID_TRAIN_TARGETS = _lookup({c: c for c in range(9)}, IGNORE)
 # OoD evaluation labels: 0 in-distribution, 1 OoD, 255 void.
 CAMVID_OOD_LABELS = _lookup({**{c: 0 for c in range(9)}, 9: 1, 10: 1}, IGNORE)
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """An image file as H x W x 3 uint8 RGB."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise OSError(f"cannot read image {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def read_label(path: str | Path) -> np.ndarray:
-    """A single-channel label image as H x W uint8 class ids."""
-    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if label is None:
-        raise OSError(f"cannot read label image {path}")
-    if label.ndim != 2 or label.dtype != np.uint8:
-        raise ValueError(f"label image {path} must be 8-bit single-channel, got shape {label.shape} {label.dtype}")
-    return label
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")

@@ -30,7 +30,9 @@ import cv2
 import numpy as np
 
 VOID = 255
-TAUS = tuple(np.round(np.arange(0.25, 0.751, 0.05), 2))
+# The benchmark's own taus, unrounded: its 8th is 0.6000000000000001, so an sIoU or PPV of exactly 0.6 is
+# below it (road-anomaly-benchmark, segment-level metrics: np.linspace(0.25, 0.75, 11, endpoint=True)).
+TAUS = tuple(float(t) for t in np.linspace(0.25, 0.75, 11, endpoint=True))
 
 
 def _frames(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]):

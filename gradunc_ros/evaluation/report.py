@@ -36,6 +36,9 @@ def as_json(evaluation: Evaluation, extra: dict | None = None) -> dict:
             "frames": evaluation.frames,
             "in_distribution": evaluation.in_distribution,
             "scores": evaluation.scores,
+            "factors": evaluation.factors,
+            "bootstrap": evaluation.bootstrap,
+            "default": evaluation.default,
         }
     )
 
@@ -44,18 +47,66 @@ def _cell(value) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) and np.isfinite(value) else "n/a"
 
 
+def _interval(pair) -> str:
+    return f"{pair[0]:.4f}-{pair[1]:.4f}" if pair and all(np.isfinite(v) for v in pair) else "n/a"
+
+
 def markdown_table(evaluation: Evaluation) -> str:
-    """One row per score, best AuPRC first; higher is better except FPR95 and AuSE."""
+    """One row per score, best AuPRC first; higher is better except FPR95 and AuSE.  With a bootstrap,
+    the AuPRC's 95 % interval and the ratio to the best softmax baseline (with its interval) too."""
     present = [(key, title) for key, title in COLUMNS if any(key in m for m in evaluation.scores.values())]
-    lines = [
-        "| score | " + " | ".join(title for _, title in present) + " |",
-        "| --- |" + " ---: |" * len(present),
-    ]
+    intervals = any("auprc_ci95" in m for m in evaluation.scores.values())
+    ratios = any("ratio_ci95" in m for m in evaluation.scores.values())
+    extra = (["AuPRC 95 % CI"] if intervals else []) + (["÷ best softmax (95 % CI)"] if ratios else [])
+    titles = [present[0][1], *extra, *(title for _, title in present[1:])]
+    lines = ["| score | " + " | ".join(titles) + " |", "| --- |" + " ---: |" * len(titles)]
     ranked = sorted(evaluation.scores.items(), key=lambda item: -item[1]["auprc"])
     for name, metrics in ranked:
         cells = [_cell(metrics[key]) if key in metrics else "" for key, _ in present]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        added = [_interval(metrics.get("auprc_ci95"))] if intervals else []
+        if ratios:
+            added.append(f"{metrics['auprc_ratio_to_best_softmax']:.3f} ({_interval(metrics['ratio_ci95'])})")
+        lines.append(f"| {name} | " + " | ".join([cells[0], *added, *cells[1:]]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def factor_table(evaluation: Evaluation) -> str:
+    """Per gradient score (the weights' gradient), its class factor ||s - y||_p and input factor
+    ||input||_p scored alone, and which way the input factor points on this model."""
+    if not evaluation.factors:
+        return ""
+    lines = [
+        "| gradient score | AuPRC | class factor AuPRC | AuROC | FPR95 | input factor AuPRC | AuROC | FPR95 "
+        "| input factor points |",
+        "| --- |" + " ---: |" * 7 + " --- |",
+    ]
+    ranked = sorted(evaluation.factors.items(), key=lambda item: -item[1]["class_factor"]["auprc"])
+    for name, report in ranked:
+        product = evaluation.scores.get(name, {}).get("auprc")
+        cells = [_cell(product) if product is not None else "n/a"]
+        for part in ("class_factor", "input_factor"):
+            cells += [_cell(report[part][key]) for key in ("auprc", "auroc", "fpr95")]
+        points = report["input_points"]
+        if "input_factor_negated" in report:
+            points += f" (negated: AuPRC {_cell(report['input_factor_negated']['auprc'])})"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {points} |")
+    return "\n".join(lines) + "\n"
+
+
+def default_text(evaluation: Evaluation) -> str:
+    """Which score the default is, by which rule, with its interval and FPR95."""
+    chosen = evaluation.default
+    if not chosen:
+        return ""
+    best = evaluation.scores[chosen["best"]]
+    text = (
+        f"Default score: **{chosen['score']}** (AuPRC {chosen['auprc']:.4f}, 95 % CI "
+        f"{_interval(chosen['auprc_ci95'])}, FPR95 {chosen['fpr95']:.4f}). Rule: {chosen['rule']}. "
+        f"Best AuPRC: {chosen['best']} ({best['auprc']:.4f}, 95 % CI {_interval(chosen['best_auprc_ci95'])}); "
+    )
+    within = chosen["gradient_scores_within_interval"]
+    text += f"gradient scores within it: {', '.join(within)}." if within else "no gradient score within it."
+    return text + "\n"
 
 
 def _thin(x: np.ndarray, y: np.ndarray, points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
@@ -133,5 +184,19 @@ def write_report(evaluation: Evaluation, out: Path, colours, extra: dict | None 
     if evaluation.in_distribution:
         header += f"In-distribution: mIoU {evaluation.in_distribution['miou']:.4f}, "
         header += f"ECE {evaluation.in_distribution['ece']:.4f}.\n\n"
-    (out / "results.md").write_text(header + table)
+    sections = [header + table]
+    if evaluation.default:
+        bootstrap = evaluation.bootstrap
+        sections.append(
+            f"## Default\n\n{default_text(evaluation)}\nIntervals: frame bootstrap, {bootstrap['draws']} draws, seed "
+            f"{bootstrap['seed']}, AuPRC on {bootstrap['bins']} score bins per score (largest difference of the "
+            f"binned from the exact full-set AuPRC: {bootstrap['largest_binning_error']:.2g}); ratios are to "
+            f"{bootstrap.get('best_softmax', 'n/a')}, draw by draw.\n"
+        )
+    if evaluation.factors:
+        sections.append(
+            "## Factor report\n\nEach gradient score is ||s - y||_p (class factor; also the bias gradient) times "
+            "||input||_p (input factor); each scored alone, high = OoD.\n\n" + factor_table(evaluation)
+        )
+    (out / "results.md").write_text("\n".join(sections))
     return [out / "results.json", out / "results.md", *plot_all(evaluation, out, colours)]

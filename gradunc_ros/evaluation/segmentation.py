@@ -6,7 +6,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .datasets import CAMVID_TRAIN_TARGETS, IGNORE, Frame, read_label, read_rgb
+from ..imageio import read_label, read_rgb
+from .datasets import CAMVID_TRAIN_TARGETS, IGNORE, Frame
 
 
 def confusion_matrix(prediction: np.ndarray, target: np.ndarray, num_classes: int) -> np.ndarray:
