@@ -14,6 +14,8 @@ import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
+from .ros.codec import array_to_image
+
 # sensor_msgs/Image and CompressedImage are the same from Humble to Kilted.
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
 IMAGE = "sensor_msgs/msg/Image"
@@ -33,14 +35,15 @@ def stamp_ns(message) -> int:
     return int(message.header.stamp.sec) * 1_000_000_000 + int(message.header.stamp.nanosec)
 
 
+def _rosbags_image(**fields):
+    """rosbags' sensor_msgs/Image, whose uint8[] fields are NumPy arrays."""
+    return _Image(**{**fields, "data": np.frombuffer(fields["data"], dtype=np.uint8)})
+
+
 def image_message(array: np.ndarray, encoding: str, header_):
-    """A rosbags sensor_msgs/Image (mono8, rgb8, 32FC1, ...) from an H x W (x C) array."""
-    array = np.ascontiguousarray(array)
-    channels = 1 if array.ndim == 2 else array.shape[2]
-    step = array.shape[1] * channels * array.dtype.itemsize
-    data = array.view(np.uint8).reshape(-1)
-    return _Image(header=header_, height=array.shape[0], width=array.shape[1], encoding=encoding,
-                  is_bigendian=0, step=step, data=data)  # fmt: skip
+    """A rosbags sensor_msgs/Image (mono8, rgb8, 32FC1, ...) from an H x W (x C) array: the node's own
+    ``array_to_image``, with rosbags' message type."""
+    return array_to_image(array, encoding, header_, message_type=_rosbags_image)
 
 
 def compressed_message(data: bytes, image_format: str, header_):

@@ -17,11 +17,11 @@ pytest.importorskip("hypothesis", reason="hypothesis is not installed (requireme
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from gradunc_ros.imageio import declared_size  # noqa: E402
 from gradunc_ros.ros.codec import (  # noqa: E402
     _COLOUR,
     ImageDecodeError,
     compressed_to_rgb,
-    declared_size,
     encoding_info,
     image_array,
     image_to_rgb,

@@ -16,7 +16,9 @@ from gradunc_ros.uncertainty import HeadSettings, log_bilinear_resize
 @pytest.fixture(scope="module")
 def pipeline() -> SegmentationPipeline:
     torch.manual_seed(0)
-    return SegmentationPipeline(load_model("erfnet"), HeadSettings("pgn_oh", p=0.5), device="cpu", input_size=(24, 32))
+    return SegmentationPipeline(
+        load_model("erfnet", "random"), HeadSettings("pgn_oh", p=0.5), device="cpu", input_size=(24, 32)
+    )
 
 
 @pytest.fixture
@@ -91,12 +93,16 @@ def test_extra_scores_come_with_the_prediction(pipeline: SegmentationPipeline, i
 def test_half_precision_networks_give_float32_scores_close_to_float32(image: np.ndarray) -> None:
     """bfloat16 runs on the CPU too (slowly); the score stays float32 and close to the float32 network's."""
     torch.manual_seed(0)
-    loaded = load_model("erfnet")
+    loaded = load_model("erfnet", "random")
     full = SegmentationPipeline(loaded, HeadSettings("max_logit"), device="cpu", input_size=(24, 32))
     expected = full.predict(image)
     torch.manual_seed(0)
     half = SegmentationPipeline(
-        load_model("erfnet"), HeadSettings("max_logit"), device="cpu", input_size=(24, 32), precision="bfloat16"
+        load_model("erfnet", "random"),
+        HeadSettings("max_logit"),
+        device="cpu",
+        input_size=(24, 32),
+        precision="bfloat16",
     )
     got = half.predict(image)
     assert next(half.head.model.parameters()).dtype == torch.bfloat16
@@ -108,6 +114,6 @@ def test_half_precision_networks_give_float32_scores_close_to_float32(image: np.
 
 def test_the_fused_head_is_refused_where_triton_cannot_run() -> None:
     with pytest.raises(RuntimeError, match="needs CUDA"):
-        SegmentationPipeline(load_model("erfnet"), device="cpu", fused="triton")
-    auto = SegmentationPipeline(load_model("erfnet"), device="cpu", fused="auto")
+        SegmentationPipeline(load_model("erfnet", "random"), device="cpu", fused="triton")
+    auto = SegmentationPipeline(load_model("erfnet", "random"), device="cpu", fused="auto")
     assert not auto.fused_active  # the plain PyTorch path on the CPU

@@ -12,12 +12,43 @@ from torch import nn
 from .checkpoints import CheckpointError, load_weights, read_state_dict
 from .registry import Colour, ModelSpec, get_spec
 
-DEFAULT_WEIGHTS = "erfnet_camvid.safetensors"
+DEFAULT_MODEL = "erfnet"
+# Asks for random weights explicitly (tests, smoke runs): never what an empty weights setting means.
+RANDOM_WEIGHTS = "random"
+
+
+def shipped_weights_path(file_name: str) -> Path:
+    """A weights file shipped inside the package (``gradunc_ros/weights``)."""
+    return Path(str(resources.files("gradunc_ros") / "weights" / file_name))
 
 
 def default_weights_path() -> Path:
-    """The model shipped inside the package (``gradunc_ros/weights``)."""
-    return Path(str(resources.files("gradunc_ros") / "weights" / DEFAULT_WEIGHTS))
+    """The default model shipped inside the package."""
+    return shipped_weights_path(get_spec(DEFAULT_MODEL).shipped_weights)
+
+
+def resolve_weights(name: str | None, weights: str | Path | None) -> tuple[str | None, Path | None]:
+    """(model name, weights file or None for random weights) by the rule every tool and the node follow:
+
+    - neither: the shipped default model;
+    - a model without weights: that model's shipped weights, or an error where the package ships none;
+    - ``weights="random"``: random weights (of ``name``, or of the default model's architecture);
+    - a weights file: that file (its own metadata may name the model).
+    """
+    if weights is not None and str(weights) == RANDOM_WEIGHTS:
+        return name or DEFAULT_MODEL, None
+    if weights is not None and str(weights) != "":
+        return name, Path(weights)
+    spec = get_spec(name or DEFAULT_MODEL)
+    if spec.shipped_weights is None:
+        raise CheckpointError(
+            f"no weights are shipped for {spec.name}: give a weights file (--weights, node parameter weights), "
+            f"or '{RANDOM_WEIGHTS}' for random weights"
+        )
+    path = shipped_weights_path(spec.shipped_weights)
+    if not path.is_file():
+        raise CheckpointError(f"the shipped weights {path} of {spec.name} are missing from this installation")
+    return spec.name, path
 
 
 @dataclass
@@ -48,13 +79,9 @@ def _palette(count: int, base: tuple[Colour, ...]) -> tuple[Colour, ...]:
 def load_model(
     name: str | None = None, weights: str | Path | None = None, *, num_classes: int | None = None
 ) -> LoadedModel:
-    """The model in eval mode on the CPU, weights loaded exactly (or random weights when ``weights`` is None
-    and a ``name`` is given).  With neither, the shipped default model.  Raises CheckpointError or KeyError
-    with the reason in words."""
-    if name is None and weights is None:
-        weights = default_weights_path()
-        if not weights.is_file():
-            raise CheckpointError(f"the shipped default model {weights} is missing from this installation")
+    """The model in eval mode on the CPU, weights loaded exactly; which weights: ``resolve_weights``.
+    Raises CheckpointError or KeyError with the reason in words."""
+    name, weights = resolve_weights(name or None, weights)
     state, metadata = read_state_dict(weights) if weights is not None else ({}, {})
     stored_name = metadata.get("model")
     if name and stored_name and name != stored_name:

@@ -35,6 +35,8 @@ class ModelSpec:
     such shape).  ``output_stride`` is the input size over the last layer's
     output size.  ``input_multiple``: height and width must be multiples of it.
     ``align_corners``: how the net upsamples its logits to the input size.
+    ``shipped_weights``: the file in ``gradunc_ros/weights`` loaded when this model is named
+    without weights; None: the package ships none (weights must then be given).
     """
 
     name: str
@@ -50,6 +52,7 @@ class ModelSpec:
     penultimate_conv: str | None = None
     penultimate_bn: str | None = None
     align_corners: bool = True
+    shipped_weights: str | None = None
 
     def build(self, num_classes: int | None = None) -> nn.Module:
         """A model with random weights, in eval mode."""
@@ -101,6 +104,7 @@ register(
         last_layer="decoder.output_conv",
         output_stride=1,
         input_multiple=8,
+        shipped_weights="erfnet_camvid.safetensors",
     )
 )
 

@@ -28,9 +28,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-
-class ImageDecodeError(ValueError):
-    """A frame that cannot be turned into an RGB image; the message says why."""
+from ..imageio import ImageDecodeError, check_size, decode_compressed
 
 
 @dataclass(frozen=True)
@@ -81,11 +79,6 @@ def encoding_info(encoding: str) -> EncodingInfo:
     raise ImageDecodeError(f"unknown encoding {encoding!r}")
 
 
-def _check_size(width: int, height: int, max_pixels: int | None) -> None:
-    if max_pixels is not None and width * height > max_pixels:
-        raise ImageDecodeError(f"frame of {width}x{height} is larger than max_image_pixels ({max_pixels})")
-
-
 def _check_geometry(encoding: str, width: int, height: int) -> None:
     """Chroma subsampling needs even sizes: YUV 4:2:2 even widths, NV21 even widths and heights."""
     if encoding in ("yuv422", "uyvy", "yuv422_yuy2", "yuyv", "nv21") and width % 2:
@@ -122,7 +115,7 @@ def image_array(msg) -> np.ndarray:
 def image_to_rgb(msg, max_pixels: int | None = None) -> np.ndarray:
     """A sensor_msgs/Image as H x W x 3 uint8 RGB, or ImageDecodeError with the reason."""
     info = encoding_info(msg.encoding)
-    _check_size(int(msg.width), int(msg.height), max_pixels)
+    check_size(int(msg.width), int(msg.height), max_pixels)
     if info.to_rgb == -1:
         raise ImageDecodeError(f"encoding {msg.encoding!r} has no colour meaning (cv_bridge refuses it too)")
     _check_geometry(msg.encoding, int(msg.width), int(msg.height))
@@ -138,53 +131,13 @@ def image_to_rgb(msg, max_pixels: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def declared_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG's IHDR or a JPEG's start-of-frame header; None if neither is found."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
-        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if data[:2] != b"\xff\xd8":
-        return None
-    at = 2
-    while at + 4 <= len(data):
-        if data[at] != 0xFF:
-            return None
-        marker = data[at + 1]
-        if marker == 0xFF:  # fill byte
-            at += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
-            at += 2
-            continue
-        length = int.from_bytes(data[at + 2 : at + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
-            if at + 9 > len(data):
-                return None
-            return int.from_bytes(data[at + 7 : at + 9], "big"), int.from_bytes(data[at + 5 : at + 7], "big")
-        if marker == 0xDA or length < 2:  # scan data before any frame header, or a broken length
-            return None
-        at += 2 + length
-    return None
-
-
 def compressed_to_rgb(msg, max_pixels: int | None = None) -> np.ndarray:
-    """A sensor_msgs/CompressedImage (JPEG, PNG, ...) as H x W x 3 uint8 RGB."""
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size == 0:
-        raise ImageDecodeError("empty compressed frame")
-    declared = declared_size(data[:65536].tobytes())  # JPEG headers before the frame header are small
-    if declared is not None:
-        _check_size(*declared, max_pixels)
-    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if decoded is None:
-        raise ImageDecodeError(f"compressed frame ({msg.format or 'no format'}, {data.size} bytes) does not decode")
-    _check_size(decoded.shape[1], decoded.shape[0], max_pixels)
-    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+    """A sensor_msgs/CompressedImage (JPEG, PNG, ...) as H x W x 3 uint8 RGB (``imageio.decode_compressed``)."""
+    return decode_compressed(msg.data, max_pixels, "compressed frame", msg.format)
 
 
-def array_to_image(array: np.ndarray, encoding: str, header=None):
-    """A sensor_msgs/Image from an H x W (x C) array in the given encoding (mono8, rgb8, 32FC1, ...)."""
-    from sensor_msgs.msg import Image
-
+def image_fields(array: np.ndarray, encoding: str) -> dict:
+    """The sensor_msgs/Image fields (but the header) of an H x W (x C) array in the given encoding."""
     info = encoding_info(encoding)
     array = np.ascontiguousarray(array)
     channels = 1 if array.ndim == 2 else array.shape[2]
@@ -192,12 +145,25 @@ def array_to_image(array: np.ndarray, encoding: str, header=None):
         raise ValueError(
             f"{encoding} needs {info.channels} channel(s) of {info.dtype}, got {channels} of {array.dtype}"
         )
-    msg = Image()
-    if header is not None:
-        msg.header = header
-    msg.height, msg.width = int(array.shape[0]), int(array.shape[1])
-    msg.encoding = encoding
-    msg.is_bigendian = int(sys.byteorder == "big")
-    msg.step = int(array.shape[1] * channels * array.dtype.itemsize)
-    msg.data = array.tobytes()  # bytes: assigning a NumPy array is hundreds of times slower (ros_env.md)
-    return msg
+    return {
+        "height": int(array.shape[0]),
+        "width": int(array.shape[1]),
+        "encoding": encoding,
+        "is_bigendian": int(sys.byteorder == "big"),
+        "step": int(array.shape[1] * channels * array.dtype.itemsize),
+        # bytes: assigning a NumPy array to an rclpy message is hundreds of times slower (ros_env.md)
+        "data": array.tobytes(),
+    }
+
+
+def array_to_image(array: np.ndarray, encoding: str, header=None, message_type=None):
+    """A sensor_msgs/Image from an H x W (x C) array in the given encoding (mono8, rgb8, 32FC1, ...).
+
+    ``message_type``: rclpy's ``sensor_msgs.msg.Image`` by default; any type with the Image fields
+    taking them as keyword arguments (the bag tools pass rosbags' own, see ``bagio.image_message``)."""
+    if message_type is None:
+        from sensor_msgs.msg import Image
+
+        message_type = Image
+    fields = image_fields(array, encoding)
+    return message_type(header=header, **fields) if header is not None else message_type(**fields)

@@ -3,6 +3,11 @@
 Two ways: --target-fpr F uses in-distribution pixels only (no OoD labels
 needed: the threshold flags at most F of them), --best-f1 uses a labelled
 set (the pixel-level best-F1 threshold).  The mask is score > threshold.
+
+With --table it calibrates every score setting at once (the scores x --p x
+--modes x --gradient-of) and writes a threshold table; saved beside the
+weights as <weights name>.thresholds.yaml, the node, gradunc-bag evaluate and
+gradunc-infer use it for whichever score runs (thresholds.py).
 """
 
 from __future__ import annotations
@@ -10,57 +15,98 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import asdict
-from pathlib import Path
 
-import numpy as np
 import yaml
 from tqdm import tqdm
 
-from gradunc_ros.evaluation.calibration import best_f1_threshold, threshold_for_false_positive_rate
-from gradunc_ros.evaluation.datasets import DATASET_KINDS, read_ood_dataset, read_rgb
-from gradunc_ros.models import CheckpointError, model_names
-from gradunc_ros.pipeline import SegmentationPipeline
+from gradunc_ros.evaluation.calibration import calibrate_thresholds
+from gradunc_ros.evaluation.datasets import DATASET_KINDS, read_ood_dataset
+from gradunc_ros.models import model_names
 from gradunc_ros.ros.topics import PARAMETER_FILE_KEY
-from gradunc_ros.tools.common import add_model_options, add_score_options, load_from, settings_from
+from gradunc_ros.tools.common import (
+    ToolParser,
+    add_model_options,
+    add_score_options,
+    load_from,
+    one_line_errors,
+    output_file,
+    p_value,
+    positive_int,
+    settings_from,
+)
+from gradunc_ros.uncertainty import GRADIENTS_OF, SCORES
+from gradunc_ros.uncertainty.pgn import MODES
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gradunc-calibrate", description=__doc__)
+def _target_fpr(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a share in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a share in [0, 1), got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ToolParser(
+        prog="gradunc-calibrate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dataset", default="camvid", choices=sorted(DATASET_KINDS), help="layout of --data")
     parser.add_argument("--data", required=True, help="data set folder")
     parser.add_argument("--split", default="val")
     add_model_options(parser, model_names())
     add_score_options(parser)
     how = parser.add_mutually_exclusive_group(required=True)
-    how.add_argument("--target-fpr", type=float, help="largest share of in-distribution pixels flagged, e.g. 0.01")
+    how.add_argument("--target-fpr", type=_target_fpr, help="largest share of in-distribution pixels flagged")
     how.add_argument("--best-f1", action="store_true", help="best pixel F1 on the labelled set")
-    parser.add_argument("--max-frames", type=int)
-    parser.add_argument("--out", required=True, help="parameter YAML to write")
-    args = parser.parse_args(argv)
-    try:
-        settings = settings_from(args)
-        dataset = read_ood_dataset(args.dataset, args.data, args.split)
-        pipeline = SegmentationPipeline(load_from(args), settings, device=args.device, input_size=args.input_size)
-        scores, labels = [], []
-        for frame in tqdm(dataset.frames[: args.max_frames], desc="frames", unit="frame"):
-            scores.append(pipeline.predict(read_rgb(frame.image)).score)
-            labels.append(dataset.labels(frame) if frame.label is not None else np.zeros(scores[-1].shape, np.uint8))
-        if args.best_f1:
-            threshold, how_text = best_f1_threshold(scores, labels), "best pixel F1"
-        else:
-            in_distribution = [s[lab == 0] for s, lab in zip(scores, labels, strict=True)]
-            threshold = threshold_for_false_positive_rate(in_distribution, args.target_fpr)
-            how_text = f"at most {args.target_fpr:g} of in-distribution pixels flagged"
-    except (CheckpointError, FileNotFoundError, KeyError, OSError, RuntimeError, ValueError) as error:
-        print(f"gradunc-calibrate: {error}", file=sys.stderr)
-        return 1
-    params = {**asdict(settings), "threshold": threshold}
-    comment = f"# gradunc-calibrate: {how_text}, {len(scores)} frames of {dataset.name}\n"
-    Path(args.out).write_text(
-        comment + yaml.safe_dump({PARAMETER_FILE_KEY: {"ros__parameters": params}}, sort_keys=False)
+    parser.add_argument("--max-frames", type=positive_int)
+    parser.add_argument("--table", action="store_true", help="every score setting: write a threshold table")
+    parser.add_argument("--scores", nargs="+", default=list(SCORES), choices=SCORES, help="with --table")
+    parser.add_argument("--ps", nargs="+", type=p_value, default=[0.1, 0.3, 0.5, 1.0, 2.0], help="with --table")
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="with --table")
+    parser.add_argument(
+        "--gradients-of", nargs="+", default=list(GRADIENTS_OF), choices=GRADIENTS_OF, help="with --table"
     )
-    print(f"threshold {threshold:.6g} ({how_text}); wrote {args.out}")
+    parser.add_argument("--out", type=output_file, required=True, help="parameter YAML (or threshold table) to write")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from gradunc_ros.pipeline import SegmentationPipeline
+    from gradunc_ros.thresholds import write_table
+    from gradunc_ros.tools.evaluate import score_settings
+
+    if args.table:
+        wanted = score_settings(args.scores, args.ps, args.modes, ["last"], args.gradients_of)
+    else:
+        wanted = [settings_from(args)]
+    dataset = read_ood_dataset(args.dataset, args.data, args.split)
+    loaded = load_from(args)
+    pipeline = SegmentationPipeline(loaded, wanted[0], device=args.device, input_size=args.input_size)
+    frames = len(dataset.frames[: args.max_frames])
+    how = (
+        "best pixel F1" if args.best_f1 else f"at most {args.target_fpr:g} of in-distribution pixels flagged"
+    ) + f", {frames} frames of {dataset.name}"
+    thresholds = calibrate_thresholds(
+        pipeline, dataset, wanted, args.target_fpr, args.max_frames, progress=lambda items, **kw: tqdm(items, **kw)
+    )
+    if args.table:
+        write_table(args.out, thresholds, how, loaded.spec.name, str(loaded.weights.name if loaded.weights else ""))
+        print(f"{len(thresholds)} thresholds ({how}); wrote {args.out}")
+        return 0
+    settings = wanted[0]
+    threshold = thresholds[settings.name]
+    params = {**asdict(settings), "threshold": threshold, "threshold_score": settings.name}
+    comment = f"# gradunc-calibrate: {how}\n"
+    args.out.write_text(comment + yaml.safe_dump({PARAMETER_FILE_KEY: {"ros__parameters": params}}, sort_keys=False))
+    print(f"threshold {threshold:.6g} ({how}); wrote {args.out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return one_line_errors("gradunc-calibrate", lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -1,29 +1,143 @@
-"""Argument types and options the command-line tools share."""
+"""Argument types, options and error handling the command-line tools share.
+
+A user's mistake is caught before long work starts and said in one line with
+a non-zero exit code: argument types check values when the command line is
+parsed (argparse then prints ``prog: error: argument --x: reason``), and
+``one_line_errors`` turns the errors of the work itself into one line.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 
 from gradunc_ros.models.preprocess import parse_size
-from gradunc_ros.uncertainty import SCORES, HeadSettings
+from gradunc_ros.uncertainty import DEFAULT_SCORE, GRADIENTS_OF, SCORES, HeadSettings
+from gradunc_ros.uncertainty.norms import P_MAX, P_MIN
 from gradunc_ros.uncertainty.pgn import MODES
 
-DEFAULTS = HeadSettings()
+DEFAULTS = DEFAULT_SCORE  # the node's default score
+
+
+class ToolParser(argparse.ArgumentParser):
+    """argparse, with a mistake said in one line (``prog: error: ...``, exit code 2), without the usage
+    block; ``--help`` shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# The largest network input the tools accept: 8K UHD, as the node's max_image_pixels.  Beyond it one
+# forward pass of even the small shipped model needs tens of GB.
+MAX_INPUT_PIXELS = 7680 * 4320
 
 
 def size_argument(text: str) -> tuple[int, int]:
-    """WIDTHxHEIGHT on the command line, (height, width) inside."""
+    """WIDTHxHEIGHT on the command line, (height, width) inside; at most MAX_INPUT_PIXELS."""
     try:
-        return parse_size(text)
+        height, width = parse_size(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+    if height * width > MAX_INPUT_PIXELS:
+        raise argparse.ArgumentTypeError(
+            f"{text} is {height * width:,} pixels, more than the {MAX_INPUT_PIXELS:,} (8K UHD) a network input may have"
+        )
+    return height, width
+
+
+def _number(kind: type, text: str, low: float, what: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not value >= low:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return _number(int, text, 1, "a whole number >= 1")
+
+
+def non_negative_int(text: str) -> int:
+    return _number(int, text, 0, "a whole number >= 0")
+
+
+def positive_float(text: str) -> float:
+    value = _number(float, text, 0.0, "a number > 0")
+    if value == 0.0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
+def p_value(text: str) -> float:
+    """The exponent of the gradient norm, in the range the head and the node accept."""
+    value = _number(float, text, P_MIN, f"a number from {P_MIN:g} to {P_MAX:g}")
+    if value > P_MAX:
+        raise argparse.ArgumentTypeError(f"expected a number from {P_MIN:g} to {P_MAX:g}, got {text}")
+    return value
+
+
+def _writable_folder(folder: Path) -> None:
+    """OSError unless a file can be created in ``folder`` (also as root on a read-only file system)."""
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".gradunc_write_test_"):
+        pass
+
+
+def output_folder(text: str) -> Path:
+    """A folder for outputs: created now (parents too) and checked writable, before any work."""
+    path = Path(text)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        _writable_folder(path)
+    except FileExistsError:
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder") from None
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot write to {text}: {error.strerror or error}") from None
+    return path
+
+
+def output_file(text: str) -> Path:
+    """A file to write: its folder must exist and be writable; an existing file is replaced."""
+    path = Path(text)
+    parent = path.parent
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder, not a file")
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder {parent} of {text} does not exist")
+    try:
+        _writable_folder(parent)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot write to {parent}: {error.strerror or error}") from None
+    return path
+
+
+def new_bag(text: str) -> Path:
+    """A bag to create: it must not exist yet (rosbag2 refuses to write over one), its folder must."""
+    path = Path(text)
+    if path.exists():
+        raise argparse.ArgumentTypeError(f"{text} already exists: give a new bag path (or remove the old bag)")
+    return output_file(text)
+
+
+def existing_folder(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a folder" if path.exists() else f"{text} does not exist")
+    return path
 
 
 def add_score_options(parser: argparse.ArgumentParser) -> None:
-    """--score, --p, --mode, --layer, with the head's defaults."""
+    """--score, --p, --mode, --layer, --gradient-of, with the head's defaults."""
     parser.add_argument("--score", default=DEFAULTS.score, choices=SCORES, help=f"score (default: {DEFAULTS.score})")
     parser.add_argument(
-        "--p", type=float, default=DEFAULTS.p, help=f"exponent of the gradient norm (default: {DEFAULTS.p})"
+        "--p",
+        type=p_value,
+        default=DEFAULTS.p,
+        help=f"exponent of the gradient norm, {P_MIN:g} to {P_MAX:g} (default: {DEFAULTS.p:g})",
     )
     parser.add_argument(
         "--mode", default=DEFAULTS.mode, choices=MODES, help="exact gradient or the paper's reference code"
@@ -31,17 +145,30 @@ def add_score_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--layer", default=DEFAULTS.layer, choices=("last", "penultimate"), help="which layer's gradient"
     )
+    parser.add_argument(
+        "--gradient-of",
+        default=DEFAULTS.gradient_of,
+        choices=GRADIENTS_OF,
+        help=f"the last layer's weights, its bias (the class factor) or the whole layer (default: "
+        f"{DEFAULTS.gradient_of})",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> HeadSettings:
-    return HeadSettings(score=args.score, p=args.p, mode=args.mode, layer=args.layer)
+    return HeadSettings(score=args.score, p=args.p, mode=args.mode, layer=args.layer, gradient_of=args.gradient_of)
 
 
 def add_model_options(parser: argparse.ArgumentParser, model_names: list[str]) -> None:
     parser.add_argument("--model", choices=model_names, help="architecture (default: the shipped model's)")
-    parser.add_argument("--weights", help="weights file, .safetensors or .pth (default: the shipped model)")
     parser.add_argument(
-        "--num-classes", type=int, help="class count of a .pth without metadata (default: the weights' or model's)"
+        "--weights",
+        help="weights file, .safetensors or .pth (default: the shipped weights of --model; 'random': random "
+        "weights, for tests)",
+    )
+    parser.add_argument(
+        "--num-classes",
+        type=positive_int,
+        help="class count of a .pth without metadata (default: the weights' or model's)",
     )
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     parser.add_argument("--input-size", type=size_argument, help="network input WIDTHxHEIGHT (default: the model's)")
@@ -52,3 +179,30 @@ def load_from(args: argparse.Namespace):
     from ..models import load_model
 
     return load_model(args.model, args.weights, num_classes=args.num_classes)
+
+
+def first_line(error: BaseException) -> str:
+    """An error as one line: KeyError without its quotes, long library messages cut at the first line."""
+    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    lines = str(text).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def one_line_errors(prog: str, work: Callable[[], int]) -> int:
+    """Run ``work``; a failure a user can act on (bad file, out of memory, ...) is one line and exit 1."""
+    from gradunc_ros.pipeline import is_out_of_memory
+
+    try:
+        return work()
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(f"{prog}: out of memory (try a smaller --input-size)", file=sys.stderr)
+        return 1
+    except (OSError, KeyError, ValueError, RuntimeError) as error:
+        if is_out_of_memory(error):
+            print(f"{prog}: out of memory (try a smaller --input-size): {first_line(error)}", file=sys.stderr)
+        else:
+            print(f"{prog}: {first_line(error)}", file=sys.stderr)
+        return 1

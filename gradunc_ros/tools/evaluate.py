@@ -8,30 +8,43 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
-from pathlib import Path
 
 from tqdm import tqdm
 
+from gradunc_ros.evaluation.bootstrap import DRAWS, SEED
 from gradunc_ros.evaluation.datasets import DATASET_KINDS, read_ood_dataset
-from gradunc_ros.evaluation.report import markdown_table, write_report
+from gradunc_ros.evaluation.report import default_text, markdown_table, write_report
 from gradunc_ros.evaluation.runner import evaluate
-from gradunc_ros.models import CheckpointError, describe_models, model_names
+from gradunc_ros.models import describe_models, model_names
 from gradunc_ros.pipeline import SegmentationPipeline
-from gradunc_ros.tools.common import add_model_options, load_from
+from gradunc_ros.tools.common import (
+    ToolParser,
+    add_model_options,
+    load_from,
+    non_negative_int,
+    one_line_errors,
+    output_folder,
+    positive_int,
+)
 from gradunc_ros.uncertainty import SCORES, HeadSettings
 from gradunc_ros.uncertainty.head import GRADIENT_SCORES
-from gradunc_ros.uncertainty.pgn import MODES
+from gradunc_ros.uncertainty.pgn import GRADIENTS_OF, MODES
 
 
-def score_settings(scores: list[str], ps: list[float], modes: list[str], layers: list[str]) -> list[HeadSettings]:
-    """Baselines once each; gradient scores for every p, mode and layer."""
+def score_settings(
+    scores: list[str], ps: list[float], modes: list[str], layers: list[str], gradients_of: list[str] = ("weights",)
+) -> list[HeadSettings]:
+    """Baselines once each; gradient scores for every p, mode, layer and parameter set (the penultimate
+    layer only for its weights)."""
     settings = []
     for score in scores:
         if score in GRADIENT_SCORES:
             settings += [
-                HeadSettings(score, p, mode, "last_layer", layer)
-                for p, mode, layer in itertools.product(ps, modes, layers)
+                HeadSettings(score, p, mode, "last_layer", layer, gradient_of)
+                for p, mode, layer, gradient_of in itertools.product(ps, modes, layers, gradients_of)
+                if layer == "last" or gradient_of == "weights"
             ]
         else:
             settings.append(HeadSettings(score))
@@ -39,7 +52,7 @@ def score_settings(scores: list[str], ps: list[float], modes: list[str], layers:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         prog="gradunc-eval",
         description=__doc__,
         epilog="data set kinds:\n" + "\n".join(f"  {k:16} {v}" for k, v in DATASET_KINDS.items())
@@ -56,21 +69,42 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--modes", nargs="+", default=["exact", "reference"], choices=MODES)
     parser.add_argument("--layers", nargs="+", default=["last"], choices=("last", "penultimate"))
-    parser.add_argument("--max-frames", type=int, help="only the first N frames")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--gradient-of",
+        nargs="+",
+        default=list(GRADIENTS_OF),
+        choices=GRADIENTS_OF,
+        help="the last layer's weights, its bias (the class factor alone), or the whole layer (default: all)",
+    )
+    parser.add_argument("--max-frames", type=positive_int, help="only the first N frames")
+    parser.add_argument(
+        "--bootstrap", type=non_negative_int, default=DRAWS, help=f"frame bootstrap draws (default {DRAWS}; 0: none)"
+    )
+    parser.add_argument("--seed", type=int, default=SEED, help=f"seed of the bootstrap (default {SEED})")
+    parser.add_argument("--no-factors", action="store_true", help="leave out the factor report")
+    parser.add_argument("--out", type=output_folder, required=True, help="output folder")
     args = parser.parse_args(argv)
     try:
-        dataset = read_ood_dataset(args.dataset, args.data, args.split)
-        loaded = load_from(args)
-        settings = score_settings(args.scores, args.p, args.modes, args.layers)
-        pipeline = SegmentationPipeline(loaded, HeadSettings(), device=args.device, input_size=args.input_size)
-        evaluation = evaluate(pipeline, dataset, settings, args.max_frames, progress=tqdm)
-        extra = {"model": loaded.spec.name, "weights": str(loaded.weights), "device": str(pipeline.device)}
-        written = write_report(evaluation, Path(args.out), loaded.colours, extra)
-    except (CheckpointError, FileNotFoundError, KeyError, OSError, RuntimeError, ValueError) as error:
-        print(f"gradunc-eval: {error}", file=sys.stderr)
-        return 1
+        settings = score_settings(args.scores, args.p, args.modes, args.layers, args.gradient_of)
+    except ValueError as error:
+        parser.error(str(error))
+    return one_line_errors("gradunc-eval", lambda: run(args, settings))
+
+
+def run(args: argparse.Namespace, settings: list[HeadSettings]) -> int:
+    dataset = read_ood_dataset(args.dataset, args.data, args.split)
+    loaded = load_from(args)
+    pipeline = SegmentationPipeline(loaded, HeadSettings(), device=args.device, input_size=args.input_size)
+    evaluation = evaluate(
+        pipeline, dataset, settings, args.max_frames, progress=tqdm, factors=not args.no_factors,
+        draws=args.bootstrap, seed=args.seed,
+    )  # fmt: skip
+    weights = os.path.relpath(loaded.weights) if loaded.weights else "random"
+    extra = {"model": loaded.spec.name, "weights": weights, "device": str(pipeline.device)}
+    written = write_report(evaluation, args.out, loaded.colours, extra)
     print(markdown_table(evaluation))
+    if evaluation.default:
+        print(default_text(evaluation))
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 

@@ -1,13 +1,19 @@
-"""gradunc-infer: images in; per image an .npz (labels, score[, logits]) and a colour overlay PNG.
+"""gradunc-infer: images in; per image an .npz (labels, score, ood_mask[, logits]) and a colour overlay PNG.
 
 Everything is at the image's own resolution.  Scores: higher = more
 anomalous; gradient scores (pgn_oh, pgn_uni) are the natural log of the
-gradient norm.
+gradient norm.  The OoD mask uses the node's threshold rule: --threshold,
+else the threshold calibrated for the score with these weights, else none
+(no mask, said once).  Images are decoded as the node decodes compressed
+frames: a truncated JPEG is refused, not filled in.  Outputs are named after
+the images; images of the same name in different folders are kept apart in
+sub-folders of --out mirroring theirs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -15,15 +21,21 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from gradunc_ros.evaluation.datasets import read_rgb
-from gradunc_ros.models import CheckpointError, describe_models, model_names
-from gradunc_ros.overlay import blend, colourise
-from gradunc_ros.pipeline import SegmentationPipeline
-from gradunc_ros.tools.common import add_model_options, add_score_options, load_from, settings_from
+from gradunc_ros.imageio import ImageDecodeError, read_rgb
+from gradunc_ros.models import describe_models, model_names
+from gradunc_ros.tools.common import (
+    ToolParser,
+    add_model_options,
+    add_score_options,
+    load_from,
+    one_line_errors,
+    output_folder,
+    settings_from,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         prog="gradunc-infer",
         description=__doc__,
         epilog="registered models:\n" + describe_models(),
@@ -31,40 +43,73 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_model_options(parser, model_names())
     add_score_options(parser)
+    parser.add_argument(
+        "--threshold", type=float, help="OoD mask threshold (default: the one calibrated for the score, if any)"
+    )
     parser.add_argument("--save-logits", action="store_true", help="also store C x H x W float32 logits")
-    parser.add_argument("--out", required=True, help="output folder (created)")
+    parser.add_argument("--out", type=output_folder, required=True, help="output folder (created)")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        loaded = load_from(args)
-        pipeline = SegmentationPipeline(loaded, settings_from(args), device=args.device, input_size=args.input_size)
-    except (CheckpointError, KeyError, RuntimeError, ValueError) as error:
-        print(f"gradunc-infer: {error}", file=sys.stderr)
-        return 1
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+def output_stems(images: list[str], out: Path) -> list[Path]:
+    """Where each image's outputs go (without suffix): ``out/<stem>`` while the stems are distinct, else
+    mirrored below the images' common folder, so that no two images share an output.  The same file
+    given twice is a ValueError."""
+    paths = [Path(image).resolve() for image in images]
+    if len(set(paths)) != len(paths):
+        twice = next(str(images[i]) for i, p in enumerate(paths) if paths.index(p) != i)
+        raise ValueError(f"{twice} is given more than once")
+    if len({p.stem for p in paths}) == len(paths):
+        return [out / p.stem for p in paths]
+    common = Path(os.path.commonpath([str(p.parent) for p in paths]))
+    stems = [out / p.relative_to(common).parent / p.stem for p in paths]
+    if len(set(stems)) != len(stems):  # x.jpg and x.png in one folder: keep the suffix in the name
+        stems = [out / p.relative_to(common).parent / p.name.replace(".", "_") for p in paths]
+    return stems
+
+
+def run(args: argparse.Namespace) -> int:
+    from gradunc_ros.outputs import render_outputs
+    from gradunc_ros.pipeline import SegmentationPipeline
+    from gradunc_ros.postprocess import MaskSettings
+    from gradunc_ros.thresholds import choose_threshold, table_for_weights
+
+    stems = output_stems(args.images, args.out)
+    settings = settings_from(args)
+    loaded = load_from(args)
+    pipeline = SegmentationPipeline(loaded, settings, device=args.device, input_size=args.input_size)
+    choice = choose_threshold(settings, table_for_weights(loaded.weights), args.threshold)
+    if choice.warning:
+        print(f"gradunc-infer: {choice.warning}", file=sys.stderr)
+    mask = MaskSettings(threshold=choice.value) if choice.value is not None else None
     failed = 0
-    for path in tqdm(args.images, desc="images", unit="image", disable=len(args.images) < 2):
+    for path, stem in tqdm(
+        list(zip(args.images, stems, strict=True)), desc="images", unit="image", disable=len(stems) < 2
+    ):
         try:
             image = read_rgb(path)
-        except OSError as error:
+        except (OSError, ImageDecodeError) as error:
             print(f"gradunc-infer: skipping {path}: {error}", file=sys.stderr)
             failed += 1
             continue
         prediction = pipeline.predict(image, keep_logits=args.save_logits)
-        stem = out / Path(path).stem
+        outputs = render_outputs(image, prediction, len(loaded.class_names), mask, loaded.colours, overlay=True)
         arrays = {"labels": prediction.labels, "score": prediction.score}
+        if "ood_mask" in outputs:
+            arrays["ood_mask"] = outputs["ood_mask"][0]
         if prediction.logits is not None:
             arrays["logits"] = prediction.logits
-        np.savez_compressed(stem.with_suffix(".npz"), **arrays)
-        overlay = blend(image, colourise(prediction.labels, loaded.colours))
-        cv2.imwrite(str(stem.with_suffix(".png")), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
-    print(f"wrote {len(args.images) - failed} result(s) to {out}")
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(stem.with_name(stem.name + ".npz"), **arrays)
+        cv2.imwrite(str(stem.with_name(stem.name + ".png")), cv2.cvtColor(outputs["overlay"][0], cv2.COLOR_RGB2BGR))
+    print(f"wrote {len(stems) - failed} result(s) to {args.out}" + (f" ({choice.describe()})" if mask else ""))
     return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return one_line_errors("gradunc-infer", lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,109 @@
+"""Which OoD threshold a mask uses: one rule for the node, ``gradunc-bag evaluate`` and ``gradunc-infer``.
+
+A threshold belongs to one model and one score setting: the max logit's
+scale has nothing to do with a log gradient norm's.  So weights may ship a
+table of calibrated thresholds beside them (``<weights>.thresholds.yaml``,
+written by ``gradunc-calibrate --table``), one per score setting
+(``HeadSettings.name``), and the rule is:
+
+1. a threshold the user set explicitly is used as it is; when it was
+   calibrated for another score setting than the one running, a warning says so;
+2. otherwise the table's threshold for the running score setting;
+3. otherwise there is no threshold: no mask is made, and a warning says why
+   (a guessed threshold would give a mask that is all or nothing).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .uncertainty import HeadSettings
+
+TABLE_SUFFIX = ".thresholds.yaml"
+
+
+@dataclass(frozen=True)
+class ThresholdTable:
+    """Calibrated thresholds of one model, by score setting name, and how they were calibrated."""
+
+    thresholds: dict[str, float] = field(default_factory=dict)
+    how: str = ""
+    source: Path | None = None
+
+    def get(self, settings: HeadSettings) -> float | None:
+        return self.thresholds.get(settings.canonical.name)
+
+
+def table_path(weights: Path) -> Path:
+    """``erfnet_camvid.safetensors`` -> ``erfnet_camvid.thresholds.yaml`` beside it."""
+    return weights.with_name(weights.stem + TABLE_SUFFIX)
+
+
+def read_table(path: Path) -> ThresholdTable:
+    """A threshold table file, or ValueError saying what is wrong with it."""
+    document = yaml.safe_load(path.read_text())
+    values = document.get("thresholds") if isinstance(document, dict) else None
+    if not isinstance(values, dict) or not all(
+        isinstance(v, (int, float)) and math.isfinite(v) for v in values.values()
+    ):
+        raise ValueError(f"{path} holds no 'thresholds' mapping of score names to finite numbers")
+    return ThresholdTable({str(k): float(v) for k, v in values.items()}, str(document.get("how", "")), path)
+
+
+def table_for_weights(weights: Path | None) -> ThresholdTable:
+    """The table beside a weights file, or an empty one (random weights, or none calibrated)."""
+    if weights is None or not table_path(weights).is_file():
+        return ThresholdTable()
+    return read_table(table_path(weights))
+
+
+def write_table(path: Path, thresholds: dict[str, float], how: str, model: str, weights: str) -> None:
+    document = {"model": model, "weights": weights, "how": how, "thresholds": thresholds}
+    header = "# OoD mask thresholds (mask: score > threshold), one per score setting; written by gradunc-calibrate\n"
+    path.write_text(header + yaml.safe_dump(document, sort_keys=False))
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """The threshold to use (None: make no mask), where it comes from, and a warning for the log."""
+
+    value: float | None
+    source: str  # "explicit", "calibrated" or "none"
+    warning: str | None = None
+
+    def describe(self) -> str:
+        if self.value is None:
+            return "no OoD mask (no threshold)"
+        return f"OoD mask threshold {self.value:.6g} ({self.source})"
+
+
+def choose_threshold(
+    settings: HeadSettings, table: ThresholdTable, explicit: float | None = None, explicit_for: str = ""
+) -> ThresholdChoice:
+    """The rule of this module.  ``explicit``: a threshold the user set (None or NaN: none);
+    ``explicit_for``: the score setting it was calibrated for (empty: unknown, taken as the running one)."""
+    name = settings.canonical.name
+    if explicit is not None and not math.isnan(explicit):
+        if not math.isfinite(explicit):
+            raise ValueError(f"threshold must be a finite number, or NaN for the calibrated one; got {explicit}")
+        warning = None
+        if explicit_for and explicit_for != name:
+            warning = (
+                f"the explicit threshold {explicit:.6g} was calibrated for {explicit_for}, not for the running "
+                f"score {name}: the OoD mask may be far off (set threshold to NaN for the calibrated one)"
+            )
+        return ThresholdChoice(explicit, "explicit", warning)
+    calibrated = table.get(settings)
+    if calibrated is not None:
+        return ThresholdChoice(calibrated, f"calibrated for {name}" + (f": {table.how}" if table.how else ""))
+    known = f" (calibrated: {len(table.thresholds)} settings in {table.source})" if table.thresholds else ""
+    return ThresholdChoice(
+        None,
+        "none",
+        f"no OoD mask: no calibrated threshold for {name} with these weights{known}; set threshold explicitly "
+        "(gradunc-calibrate finds one)",
+    )
