@@ -25,11 +25,12 @@ setup(
         "opencv-python-headless",
         "tqdm",
         "matplotlib",
+        "rosbags",
     ],
     # setuptools >= 72 ignores tests_require: colcon test finds pytest through this extra.
     extras_require={"test": ["pytest<9"]},
     # The shipped default model travels inside the package, so pip installs have it too.
-    package_data={package_name: ["weights/*.safetensors", "weights/*.md"]},
+    package_data={package_name: ["weights/*.safetensors", "weights/*.yaml", "weights/*.md"]},
     zip_safe=False,
     maintainer="gradunc_ros maintainers",
     maintainer_email="gradunc-ros@example.com",
@@ -37,7 +38,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "gradunc_node = gradunc_ros.ros.node:main",
+            "gradunc_node = gradunc_ros.ros.main:main",
             "gradunc-selfcheck = gradunc_ros.tools.selfcheck:main",
             "gradunc-infer = gradunc_ros.tools.infer:main",
             "gradunc-train = gradunc_ros.tools.train:main",

@@ -4,10 +4,12 @@
     ros2 launch gradunc_ros gradunc.launch.py image_topics:="['/front/image_raw', '/rear/image_raw/compressed']" \
         device:=cuda params_file:=/path/to/calibrated.yaml namespace:=perception
 
-Large frames from a camera on the same machine: stock Fast DDS loses best-effort
-frames of 640x480 and up; large_data:=true (default) sets
-FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA for the node. Set the same variable for the
-camera driver's process too (see README, "Transport").
+The node runs on the stock Fast DDS transports by default, so it talks to every
+ordinary ROS 2 process (camera drivers, rviz, the ros2 CLI). large_data:=true puts it
+on Fast DDS's LARGE_DATA transports instead: only for a system whose every process
+sets FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA too (processes with and without it do not
+see each other at all; README, "Transport"). autostart:=false gives a managed node
+that waits for lifecycle transitions.
 """
 
 import yaml
@@ -28,7 +30,11 @@ ARGUMENTS = {
         "parameter file (e.g. written by gradunc-calibrate)",
     ),
     "namespace": ("", "namespace of the node"),
-    "large_data": ("true", "use Fast DDS's LARGE_DATA transports (needed for large frames on one machine)"),
+    "autostart": ("true", "configure and activate at start; false: wait for lifecycle transitions"),
+    "large_data": (
+        "false",
+        "Fast DDS's LARGE_DATA transports: only where every process of the system sets them too",
+    ),
 }
 
 
@@ -40,6 +46,7 @@ def _node(context) -> list:
     topics = yaml.safe_load(value.pop("image_topics"))
     overrides = {"image_topics": [topics] if isinstance(topics, str) else [str(t) for t in topics]}
     overrides.update({name: text for name, text in value.items() if text})  # empty: keep params_file's
+    overrides["autostart"] = LaunchConfiguration("autostart").perform(context).lower() in ("true", "1", "yes")
     node = Node(
         package="gradunc_ros",
         executable="gradunc_node",

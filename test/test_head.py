@@ -14,6 +14,7 @@ from torch.func import functional_call
 
 from gradunc_ros.uncertainty import (
     BASELINES,
+    DEFAULT_SCORE,
     GradientUncertaintyHead,
     HeadSettings,
     log_bilinear_resize,
@@ -213,8 +214,9 @@ def test_settings_change_between_frames_and_bad_settings_are_refused(deeplab, im
 
 def test_shipped_parameter_file_holds_valid_head_settings() -> None:
     params = yaml.safe_load((REPO / "config" / "gradunc.yaml").read_text())["/**/gradunc_node"]["ros__parameters"]
-    settings = HeadSettings.from_mapping({key: params[key] for key in ("score", "p", "mode", "resolution", "layer")})
-    assert settings == HeadSettings()  # the file documents the defaults
+    keys = ("score", "p", "mode", "resolution", "layer", "gradient_of")
+    settings = HeadSettings.from_mapping({key: params[key] for key in keys})
+    assert settings == DEFAULT_SCORE  # the file documents the defaults
 
 
 def test_many_scores_from_one_pass_equal_single_passes(deeplab, image) -> None:
@@ -227,7 +229,7 @@ def test_many_scores_from_one_pass_equal_single_passes(deeplab, image) -> None:
     head = GradientUncertaintyHead(deeplab, "final.6", penultimate_conv="final.3", penultimate_bn="final.4")
     calls = []
     handle = deeplab.stem.register_forward_hook(lambda *_: calls.append(1))
-    logits, labels, scores = head.forward_many(image, settings)
+    logits, labels, scores, _ = head.forward_many(image, settings)
     assert len(calls) == 1  # one forward pass for every score
     handle.remove()
     for one, score in zip(settings, scores, strict=True):

@@ -17,8 +17,8 @@ def test_parameter_file_covers_every_node_parameter_with_its_type() -> None:
 
     params = yaml.safe_load((REPO / "config" / "gradunc.yaml").read_text())["/**/gradunc_node"]["ros__parameters"]
     assert set(params) == set(PARAMETERS)
-    for name, (default, *_rest) in PARAMETERS.items():
-        assert type(params[name]) is type(default), name
+    for name, spec in PARAMETERS.items():
+        assert type(params[name]) is type(spec.default), name
     runtime_settings(params, tuple(f"c{i}" for i in range(9)))  # the file's values are valid
 
 
@@ -36,4 +36,9 @@ def test_main_launch_file_declares_the_documented_arguments() -> None:
         node.value for node in tree.body if isinstance(node, ast.Assign) and node.targets[0].id == "ARGUMENTS"
     )
     names = {key.value for key in arguments.keys}
-    assert names == {"image_topics", "model", "weights", "device", "params_file", "namespace", "large_data"}
+    assert names == {
+        "image_topics", "model", "weights", "device", "params_file", "namespace", "autostart", "large_data",
+    }  # fmt: skip
+    defaults = {key.value: value.elts[0].value for key, value in zip(arguments.keys, arguments.values, strict=True)
+                if isinstance(value.elts[0], ast.Constant)}  # fmt: skip
+    assert defaults["large_data"] == "false" and defaults["autostart"] == "true"  # stock interop by default

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from gradunc_ros.models import get_spec, model_names
 from gradunc_ros.models.deeplab import AtrousSpatialPyramidPooling, DeepV3Plus, IdentityResidualBlock
 from gradunc_ros.models.erfnet import DownsamplerBlock, NonBottleneck1d
-from gradunc_ros.uncertainty import GradientUncertaintyHead, HeadSettings
+from gradunc_ros.uncertainty import DEFAULT_SCORE, GradientUncertaintyHead, HeadSettings
 
 
 def _shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
@@ -156,7 +156,12 @@ def test_models_run_under_the_head(name: str, generator: torch.Generator) -> Non
     spec = get_spec(name)
     model = spec.build(6)
     image = torch.randn(1, 3, 48, 64, generator=generator)
-    for settings in (HeadSettings(score="pgn_oh"), HeadSettings(score="pgn_uni", resolution="output"), HeadSettings()):
+    for settings in (
+        HeadSettings("pgn_oh"),
+        HeadSettings("pgn_uni", resolution="output"),
+        HeadSettings(),
+        DEFAULT_SCORE,
+    ):
         if settings.resolution == "output" and spec.output_stride != 1 and "deeplab" not in name:
             continue
         out = GradientUncertaintyHead(model, spec.last_layer, settings, align_corners=spec.align_corners)(image)

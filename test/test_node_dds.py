@@ -31,7 +31,7 @@ def weights(random_erfnet: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def ros_env(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return isolated_ros_env(tmp_path_factory.mktemp("ros_home"), 100)
+    return isolated_ros_env(tmp_path_factory.mktemp("ros_home"))
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def node_process(weights: Path, ros_env: dict, tmp_path_factory: pytest.TempPath
     log = tmp_path_factory.mktemp("node_log") / "node.log"
     parameters = {
         "weights": str(weights), "image_topics": "[/cam_a/image_raw, /cam_b/image_raw/compressed]",
-        "input_reliability": "reliable", "publish_overlay": "true", "status_period": "0.5",
+        "input_reliability": "reliable", "publish_overlay": "true", "status_period": "0.5", "threshold": "0.0",
     }  # fmt: skip
     process = start_node(parameters, ros_env, log)
     yield process, log
@@ -106,7 +106,7 @@ def test_both_cameras_get_every_output_with_their_header(peer, weights) -> None:
 
 
 def test_real_camvid_frame_labels_equal_gradunc_infer(peer, weights, camvid_root, tmp_path) -> None:
-    from gradunc_ros.evaluation.datasets import read_rgb
+    from gradunc_ros.imageio import read_rgb
 
     node, publishers, received = peer
     path = sorted((Path(camvid_root) / "val" / "images").glob("*.jpg"))[10]

@@ -39,7 +39,7 @@ class OutOfMemoryOnce:
 
 @pytest.fixture
 def node_and_peer(random_erfnet: Path, tmp_path: Path, monkeypatch):
-    isolated_ros_env(tmp_path, 160)
+    isolated_ros_env(tmp_path)
     freed = []
     monkeypatch.setattr(node_module, "free_device_memory", lambda: freed.append(True))
     with own_node("gradunc_oom_peer") as (peer, executor):

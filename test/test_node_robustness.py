@@ -7,7 +7,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -18,7 +17,7 @@ import torch
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from ros_helpers import isolated_ros_env, set_parameters, spin_until, start_node  # noqa: E402
+from ros_helpers import isolated_ros_env, set_parameters, spin_until, start_node, wait_for_text  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from gradunc_ros.models import get_spec, load_model  # noqa: E402
@@ -36,7 +35,7 @@ MAX_PIXELS = 2_000_000
 
 @pytest.fixture(scope="module")
 def ros_env(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return isolated_ros_env(tmp_path_factory.mktemp("ros_home"), 130)
+    return isolated_ros_env(tmp_path_factory.mktemp("ros_home"))
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +44,7 @@ def node_process(random_erfnet: Path, ros_env: dict, tmp_path_factory: pytest.Te
     parameters = {
         "weights": str(random_erfnet), "image_topics": "[" + ", ".join(TOPICS.values()) + "]",
         "input_reliability": "reliable", "max_image_pixels": str(MAX_PIXELS), "stale_after": "1.0",
-        "status_period": "0.3",
+        "status_period": "0.3", "threshold": "0.0",
     }  # fmt: skip
     process = start_node(parameters, ros_env, log)
     yield process, log
@@ -201,10 +200,12 @@ def _bad_compressed_frames() -> list[tuple[str, object, str]]:
     half = len(png) // 2
     huge_png = cv2.imencode(".png", np.zeros((3000, 4000), np.uint8))[1].tobytes()  # small file, 12 Mpx image
     huge_jpeg = cv2.imencode(".jpg", np.zeros((1500, 2000, 3), np.uint8))[1].tobytes()
-    garbage = b"\xff\xd8" + np.random.default_rng(0).integers(0, 256, 3000, np.uint8).tobytes()
+    garbage = b"\xff\xd8" + np.random.default_rng(0).integers(0, 256, 3000, np.uint8).tobytes() + b"\xff\xd9"
+    jpeg = cv2.imencode(".jpg", _rgb(3))[1].tobytes()
     return [
         ("packed", CompressedImage(format="jpeg"), "empty compressed frame"),
-        ("packed", CompressedImage(format="jpeg", data=garbage), "compressed frame (jpeg, 3002 bytes) does not decode"),
+        ("packed", CompressedImage(format="jpeg", data=garbage), "compressed frame (jpeg, 3004 bytes) does not decode"),
+        ("packed", CompressedImage(format="jpeg", data=jpeg[:-100]), "is a JPEG cut short (no end-of-image marker)"),
         ("packed", CompressedImage(format="png", data=png[:half]), f"frame (png, {half} bytes) does not decode"),
         ("packed", CompressedImage(format="png", data=huge_png), "frame of 4000x3000 is larger than max_image_pixels"),
         ("packed", CompressedImage(format="jpeg", data=huge_jpeg), "is larger than max_image_pixels"),  # logged above
@@ -273,6 +274,9 @@ def test_invalid_parameter_updates_are_refused_with_the_reason(peer: Peer) -> No
         ({"roi_classes": "giraffe"}, "giraffe"),
         ({"p": 0.0}, "range"),
         ({"device": "cpu"}, "read-only"),
+        ({"gradient_of": "features"}, "gradient_of"),
+        # Valid values that this model (ERFNet) cannot compute: refused now, not failed on every frame.
+        ({"layer": "penultimate"}, "penultimate score needs"),
     ):
         (result,) = set_parameters(node, **values)
         assert not result.successful and reason in result.reason, (values, result.reason)
@@ -306,8 +310,11 @@ def _corrupt(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing weights", "corrupt weights", "another class count", "cuda without CUDA", "no camera topics"],
-)
+    [
+        "missing weights", "corrupt weights", "another class count", "cuda without CUDA", "no camera topics",
+        "no shipped weights", "unknown reliability", "colliding outputs", "the same camera twice",
+    ],
+)  # fmt: skip
 def test_start_up_faults_exit_non_zero_with_the_reason(case: str, ros_env, tmp_path, wrong_class_count) -> None:
     if case == "cuda without CUDA" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -320,6 +327,13 @@ def test_start_up_faults_exit_non_zero_with_the_reason(case: str, ros_env, tmp_p
         ),
         "cuda without CUDA": ({"device": "cuda"}, "CUDA is not available"),
         "no camera topics": ({"image_topics": "['']"}, "image_topics"),
+        "no shipped weights": ({"model": "deeplabv3plus_resnet18"}, "no weights are shipped for deeplabv3plus"),
+        "unknown reliability": ({"input_reliability": "sometimes"}, "input_reliability must be one of"),
+        "colliding outputs": (
+            {"image_topics": "[/cam/image_raw, /cam/image_raw/compressed]"},
+            "would publish on the same outputs (/cam/image_raw/gradunc/...)",
+        ),
+        "the same camera twice": ({"image_topics": "[/cam/image_raw, /cam/image_raw]"}, "same outputs"),
     }[case]
     log = tmp_path / "node.log"
     process = start_node(parameters, ros_env, log)
@@ -332,19 +346,10 @@ def test_the_class_count_parameter_fixes_a_pth_without_metadata(ros_env, tmp_pat
     log = tmp_path / "node.log"
     process = start_node({"model": "erfnet", "weights": str(wrong_class_count), "num_classes": "20"}, ros_env, log)
     try:
-        assert spin_until_text(log, "erfnet (", 120), log.read_text()[-2000:]
+        assert wait_for_text(log, "erfnet (", 120), log.read_text()[-2000:]
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
-
-
-def spin_until_text(log: Path, text: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in log.read_text():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 if __name__ == "__main__":

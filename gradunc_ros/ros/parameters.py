@@ -2,97 +2,141 @@
 
 Start-only parameters are read-only after start; the others can be changed at
 run time (``ros2 param set``) and are validated before they take effect: an
-invalid update is refused with the reason and changes nothing.
+invalid update, or one the loaded model cannot compute, is refused with the
+reason and changes nothing.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
 from ..postprocess import MaskSettings
-from ..uncertainty import SCORES, HeadSettings
+from ..uncertainty import DEFAULT_SCORE, GRADIENTS_OF, SCORES, HeadSettings
+from ..uncertainty.norms import P_MAX, P_MIN
 
-DEFAULT_HEAD = HeadSettings()
+DEFAULT_HEAD = DEFAULT_SCORE
+RELIABILITIES = ("best_effort", "reliable")
 
-_P, _I = FloatingPointRange, IntegerRange
-# name: (default, description, read_only, range)
-PARAMETERS: dict[str, tuple[object, str, bool, object]] = {
-    "model": ("", "architecture (gradunc-infer --help lists them); empty: the shipped default", True, None),
-    "weights": ("", "weights file (.safetensors or .pth); empty: the shipped default model", True, None),
-    "num_classes": (
-        0,
-        "class count of a .pth checkpoint without metadata; 0: from the weights or model",
-        True,
-        _I(from_value=0, to_value=65535),
+
+class ParameterSpec(NamedTuple):
+    default: object
+    description: str
+    read_only: bool = False
+    range: FloatingPointRange | IntegerRange | None = None
+
+
+def _floats(low: float, high: float) -> FloatingPointRange:
+    return FloatingPointRange(from_value=float(low), to_value=float(high))
+
+
+def _ints(low: int, high: int) -> IntegerRange:
+    return IntegerRange(from_value=low, to_value=high)
+
+
+START_ONLY = True
+PARAMETERS: dict[str, ParameterSpec] = {
+    "model": ParameterSpec("", "architecture (gradunc-infer --help lists them); empty: the shipped one", START_ONLY),
+    "weights": ParameterSpec(
+        "",
+        "weights file (.safetensors or .pth); empty: the shipped weights of model (an error where none are "
+        "shipped); 'random': random weights (tests only)",
+        START_ONLY,
     ),
-    "device": ("auto", "auto (CUDA when present), cpu or cuda[:N]; cuda without CUDA fails at start", True, None),
-    "cpu_threads": (
-        0,
-        "PyTorch threads on the CPU; 0: one per core (PyTorch's default)",
-        True,
-        _I(from_value=0, to_value=256),
+    "num_classes": ParameterSpec(
+        0, "class count of a .pth checkpoint without metadata; 0: from the weights", START_ONLY, _ints(0, 65536)
     ),
-    "precision": ("float32", "network precision: float32, float16 or bfloat16 (scores stay float32)", True, None),
-    "fused_head": (
+    "device": ParameterSpec(
+        "auto", "auto (CUDA when present), cpu or cuda[:N]; cuda without CUDA fails at start", START_ONLY
+    ),
+    "cpu_threads": ParameterSpec(
+        0, "PyTorch threads on the CPU; 0: one per core (PyTorch's default)", START_ONLY, _ints(0, 256)
+    ),
+    "precision": ParameterSpec(
+        "float32", "network precision: float32, float16 or bfloat16 (scores stay float32)", START_ONLY
+    ),
+    "fused_head": ParameterSpec(
         "auto",
         "auto: the fused Triton head where it runs (CUDA), else plain PyTorch; off; triton (fails without it)",
-        True,
-        None,
+        START_ONLY,
     ),
-    "input_size": ("", "network input WIDTHxHEIGHT; empty: what the weights were trained at", True, None),
-    "image_topics": (["image"], "camera topics; one ending in /compressed is a CompressedImage", True, None),
-    "input_reliability": ("best_effort", "camera QoS: best_effort (sensor data) or reliable", True, None),
-    "output_reliability": ("reliable", "output QoS: reliable or best_effort", True, None),
-    "score": (DEFAULT_HEAD.score, "score: " + ", ".join(SCORES) + "; higher = more anomalous", False, None),
-    "p": (DEFAULT_HEAD.p, "exponent of the gradient norm", False, _P(from_value=0.01, to_value=10.0)),
-    "mode": (DEFAULT_HEAD.mode, "exact gradient or the paper's reference code", False, None),
-    "resolution": (DEFAULT_HEAD.resolution, "last_layer (the paper's) or output (exact, 1x1 last layers)", False, None),
-    "layer": (DEFAULT_HEAD.layer, "last or penultimate (DeepLabV3+ only)", False, None),
-    # The shipped model's max_logit, best pixel F1 on CamVid-OoD train (config/gradunc.yaml says how).
-    "threshold": (
-        -2.047887086868286,
-        "OoD mask: score > threshold, in the score's scale (gradunc-calibrate)",
-        False,
-        None,
+    "input_size": ParameterSpec("", "network input WIDTHxHEIGHT; empty: what the weights were trained at", START_ONLY),
+    "image_topics": ParameterSpec(
+        ["image"],
+        "camera topics, resolved and remapped as ROS names; one ending in /compressed is a CompressedImage",
+        START_ONLY,
     ),
-    "roi_classes": ("", "OoD mask only on these classes (names or ids, comma-separated); empty: all", False, None),
-    "roi_dilation": (0, "pixels by which the region of interest grows", False, _I(from_value=0, to_value=1000)),
-    "min_area": (0, "OoD components below this many pixels are dropped", False, _I(from_value=0, to_value=10**7)),
-    "publish_overlay": (False, "also publish a colour overlay (rgb8) per camera", False, None),
-    "max_image_pixels": (
+    "input_reliability": ParameterSpec("best_effort", "camera QoS: best_effort (sensor data) or reliable", START_ONLY),
+    "output_reliability": ParameterSpec("reliable", "output QoS: reliable or best_effort", START_ONLY),
+    "autostart": ParameterSpec(
+        True, "configure and activate at start; false: wait for lifecycle transitions (a managed node)", START_ONLY
+    ),
+    "lazy": ParameterSpec(
+        True, "skip inference for a camera none of whose outputs has a subscriber (as image_proc does)", START_ONLY
+    ),
+    "score": ParameterSpec(DEFAULT_HEAD.score, "score: " + ", ".join(SCORES) + "; higher = more anomalous"),
+    "p": ParameterSpec(DEFAULT_HEAD.p, "exponent of the gradient norm", range=_floats(P_MIN, P_MAX)),
+    "mode": ParameterSpec(DEFAULT_HEAD.mode, "exact gradient or the paper's reference code"),
+    "resolution": ParameterSpec(DEFAULT_HEAD.resolution, "last_layer (the paper's) or output (exact, 1x1 last layers)"),
+    "layer": ParameterSpec(DEFAULT_HEAD.layer, "last or penultimate (models with a conv-BN-ReLU-1x1 tail only)"),
+    "gradient_of": ParameterSpec(
+        DEFAULT_HEAD.gradient_of,
+        "gradient of the last layer's " + ", ".join(GRADIENTS_OF) + " (bias: the class factor; layer: both)",
+    ),
+    "threshold": ParameterSpec(
+        math.nan,
+        "OoD mask: score > threshold, in the score's scale; NaN (.nan): the threshold calibrated for the running "
+        "score with these weights, none: no mask",
+    ),
+    "threshold_score": ParameterSpec(
+        "", "the score setting an explicit threshold was calibrated for (gradunc-calibrate writes it); empty: any"
+    ),
+    "roi_classes": ParameterSpec("", "OoD mask only on these classes (names or ids, comma-separated); empty: all"),
+    "roi_dilation": ParameterSpec(0, "pixels by which the region of interest grows", range=_ints(0, 1000)),
+    "min_area": ParameterSpec(0, "OoD components below this many pixels are dropped", range=_ints(0, 10**7)),
+    "publish_overlay": ParameterSpec(False, "also publish a colour overlay (rgb8) per camera"),
+    "max_image_pixels": ParameterSpec(
         7680 * 4320,
         "frames with more pixels (width x height) are skipped with a warning; 8K UHD by default",
-        True,
-        _I(from_value=1, to_value=2**31 - 1),
+        START_ONLY,
+        _ints(1, 2**31 - 1),
     ),
-    "stale_after": (
-        2.0,
-        "seconds without frames before /diagnostics warns about a camera",
-        True,
-        _P(from_value=0.1, to_value=3600.0),
+    "stale_after": ParameterSpec(
+        2.0, "seconds without frames before /diagnostics warns about a camera", START_ONLY, _floats(0.1, 3600.0)
     ),
-    "status_period": (1.0, "seconds between /diagnostics messages", True, _P(from_value=0.1, to_value=60.0)),
-    "log_period": (10.0, "seconds between summary log lines", True, _P(from_value=1.0, to_value=3600.0)),
+    "status_period": ParameterSpec(1.0, "seconds between /diagnostics messages", START_ONLY, _floats(0.1, 60.0)),
+    "log_period": ParameterSpec(10.0, "seconds between summary log lines", START_ONLY, _floats(1.0, 3600.0)),
 }
+RUNTIME = tuple(name for name, spec in PARAMETERS.items() if not spec.read_only)
 
 
 def declare_all(node: Node) -> None:
-    for name, (default, description, read_only, value_range) in PARAMETERS.items():
-        descriptor = ParameterDescriptor(description=description, read_only=read_only)
-        if isinstance(value_range, FloatingPointRange):
-            descriptor.floating_point_range = [value_range]
-        elif isinstance(value_range, IntegerRange):
-            descriptor.integer_range = [value_range]
-        node.declare_parameter(name, default, descriptor)
+    for name, spec in PARAMETERS.items():
+        descriptor = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
+        if isinstance(spec.range, FloatingPointRange):
+            descriptor.floating_point_range = [spec.range]
+        elif isinstance(spec.range, IntegerRange):
+            descriptor.integer_range = [spec.range]
+        node.declare_parameter(name, spec.default, descriptor)
+
+
+def reliability(name: str, value: object) -> str:
+    """A QoS reliability parameter's value, or ValueError naming the allowed ones."""
+    if value not in RELIABILITIES:
+        raise ValueError(f"{name} must be one of {', '.join(RELIABILITIES)}; got {value!r}")
+    return str(value)
 
 
 @dataclass(frozen=True)
 class RuntimeSettings:
     head: HeadSettings
-    mask: MaskSettings
+    mask: MaskSettings  # its threshold is a placeholder: the threshold rule (thresholds.py) picks the real one
+    threshold: float | None  # explicit threshold, None for the calibrated one
+    threshold_score: str
     publish_overlay: bool
 
 
@@ -113,15 +157,24 @@ def parse_classes(text: str, class_names: tuple[str, ...]) -> tuple[int, ...]:
 
 def runtime_settings(values: dict[str, object], class_names: tuple[str, ...]) -> RuntimeSettings:
     """Validated settings from parameter values, or ValueError with the reason."""
-    # HeadSettings checks score, mode, resolution and layer against their allowed values.
+    # HeadSettings checks score, p, mode, resolution, layer and gradient_of against their allowed values.
     head = HeadSettings(
         score=str(values["score"]), p=float(values["p"]), mode=str(values["mode"]),
-        resolution=str(values["resolution"]), layer=str(values["layer"]),
+        resolution=str(values["resolution"]), layer=str(values["layer"]), gradient_of=str(values["gradient_of"]),
     )  # fmt: skip
+    threshold = float(values["threshold"])
+    if math.isinf(threshold):
+        raise ValueError("threshold must be a finite number, or NaN for the calibrated one")
     mask = MaskSettings(
-        threshold=float(values["threshold"]),
+        threshold=0.0,
         roi_classes=parse_classes(str(values["roi_classes"]), class_names),
         roi_dilation=int(values["roi_dilation"]),
         min_area=int(values["min_area"]),
     )
-    return RuntimeSettings(head, mask, bool(values["publish_overlay"]))
+    return RuntimeSettings(
+        head,
+        mask,
+        None if math.isnan(threshold) else threshold,
+        str(values["threshold_score"]),
+        bool(values["publish_overlay"]),
+    )

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
-OUTPUTS = ("labels", "uncertainty", "ood_mask", "overlay")
+from ..outputs import OUTPUTS
 
 
 def output_prefixes(topics: list[str]) -> list[str]:
-    """Outputs go to <camera namespace>/gradunc/...; cameras sharing a namespace get <topic>/gradunc/..."""
+    """Outputs go to <camera namespace>/gradunc/...; cameras sharing a namespace get <topic>/gradunc/...
+
+    Two cameras whose outputs would land on the same topics (the same topic twice, or a topic and its
+    /compressed form) are a ValueError naming them."""
     bases = [t.removesuffix("/compressed") for t in topics]
+    for index, base in enumerate(bases):
+        if base in bases[:index]:
+            other = topics[bases.index(base)]
+            raise ValueError(
+                f"cameras {other} and {topics[index]} would publish on the same outputs ({base}/gradunc/...): "
+                "give each camera topic once"
+            )
     parents = [b.rpartition("/")[0] for b in bases]  # "image" -> "", "/front/image_raw" -> "/front"
     if len(set(parents)) == len(parents):
         return [f"{p}/gradunc" if p else "gradunc" for p in parents]
     return [f"{b}/gradunc" for b in bases]
+
+
+def camera_info_topic(camera_topic: str) -> str:
+    """Where a camera driver publishes the camera model of an image topic (image_transport's rule):
+    ``/front/image_raw`` and ``/front/image_raw/compressed`` -> ``/front/camera_info``."""
+    parent = camera_topic.removesuffix("/compressed").rpartition("/")[0]
+    return f"{parent}/camera_info" if parent else "camera_info"
 
 
 def output_topics(camera_topic: str) -> dict[str, str]:
