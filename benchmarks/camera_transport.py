@@ -1,12 +1,25 @@
-"""How many camera frames reach gradunc_node from a separate publisher process (not a test: prints figures).
+"""How many camera frames reach gradunc_node from a stock camera process, per transport option (prints a table).
 
-    .venv/bin/python benchmarks/camera_transport.py [--width 1920 --height 1080 --rate 30 --seconds 10]
+    .venv/bin/python benchmarks/camera_transport.py [--width 1920 --height 1080 --rate 30 --seconds 10
+        --options stock,reliable_camera,reliable,node_profile,node_profile_reliable,compressed,large_data]
 
-Starts gradunc_node (camera QoS best effort, as the launch file's defaults) and a
-camera process publishing rgb8 frames at a fixed rate, once with the stock
-Fast DDS transports and once with FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA in both
-processes (what gradunc.launch.py sets), and reads the node's own count of
-frames received from /diagnostics.
+A camera process (no transport variable, as an ordinary driver) publishes
+frames at a fixed rate; gradunc_node runs on the shipped model (network input
+320x240) with one transport option at a time; the node's own /diagnostics
+say how many frames it received, processed and dropped (busy), and its
+stamp-to-publish latency.  Options:
+
+- stock:                 rgb8, best effort camera, node defaults (best-effort input);
+- reliable_camera:       the camera publishes reliable (rclcpp's default QoS), node defaults;
+- reliable:              reliable camera and node input_reliability:=reliable;
+- node_profile:          node alone with benchmarks/fastdds_node_profile.xml (stock transports,
+                         8 MB socket buffers, 32 MB shared-memory segment), best effort;
+- node_profile_reliable: the same, reliable camera and input;
+- compressed:            the camera publishes JPEG (quality 90) CompressedImages, best effort;
+- large_data:            FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA in the camera and the node (system-wide).
+
+The column "stock peer sees node" says whether this process, a stock participant
+(LARGE_DATA when the option is), received the node's /diagnostics.
 """
 
 from __future__ import annotations
@@ -17,17 +30,36 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from rosbench import camera_process, isolate, run_cameras, start_node  # noqa: E402
+from rosbench import camera_process, isolate, node_env, run_cameras, start_node  # noqa: E402
+
+PROFILE = str(Path(__file__).with_name("fastdds_node_profile.xml"))
+# option: (camera reliable, camera compressed, node input reliable, node profile, LARGE_DATA everywhere)
+OPTIONS = {
+    "stock": (False, False, False, None, False),
+    "reliable_camera": (True, False, False, None, False),
+    "reliable": (True, False, True, None, False),
+    "node_profile": (False, False, False, PROFILE, False),
+    "node_profile_reliable": (True, False, True, PROFILE, False),
+    "compressed": (False, True, False, None, False),
+    "large_data": (False, False, False, None, True),
+}
 
 
-def measure(args: argparse.Namespace, large_data: bool) -> dict[str, float]:
+def measure(args: argparse.Namespace, option: str) -> dict[str, float]:
     from gradunc_ros.ros.spinning import watch_diagnostics
 
-    env = isolate(150 + int(large_data), large_data)
-    parameters = {"image_topics": "[/camera/image_raw]", "input_size": "320x240", "status_period": "0.5"}
-    node = start_node(parameters, env)
-    time.sleep(4.0)  # model load and discovery
-    camera = camera_process(__file__, ["/camera/image_raw"], args.width, args.height, args.rate, args.seconds, env)
+    camera_reliable, compressed, input_reliable, profile, large_data = OPTIONS[option]
+    env = isolate(large_data=large_data)
+    topic = "/camera/image_raw"
+    parameters = {
+        "image_topics": f"[{topic}{'/compressed' if compressed else ''}]", "input_size": "320x240",
+        "status_period": "0.5", "input_reliability": "reliable" if input_reliable else "best_effort",
+    }  # fmt: skip
+    node = start_node(parameters, node_env(env, profile), Path(args.log_dir) / f"transport_{option}.log")
+    time.sleep(5.0)  # model load and discovery
+    camera = camera_process(
+        __file__, [topic], args.width, args.height, args.rate, args.seconds, env, camera_reliable, compressed
+    )
     latest = watch_diagnostics(lambda: camera.poll() is None, 2.0, "benchmark_monitor")
     node.terminate()
     node.wait(timeout=30)
@@ -39,22 +71,30 @@ def main() -> None:
     parser.add_argument("--role", default="benchmark", choices=("benchmark", "camera"))
     parser.add_argument("--topics", default="/camera/image_raw", help="(camera role)")
     parser.add_argument("--reliable", action="store_true", help="(camera role)")
+    parser.add_argument("--compressed", action="store_true", help="(camera role)")
     parser.add_argument("--width", type=int, default=1920)
     parser.add_argument("--height", type=int, default=1080)
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--options", default=",".join(OPTIONS))
+    parser.add_argument("--log-dir", default="/tmp")
     args = parser.parse_args()
     if args.role == "camera":
-        run_cameras(args.topics.split(","), args.width, args.height, args.rate, args.seconds, args.reliable)
+        run_cameras(
+            args.topics.split(","), args.width, args.height, args.rate, args.seconds, args.reliable, args.compressed
+        )
         return
     sent = int(args.rate * args.seconds)
-    print("| transports | frames sent | received by the node | processed | dropped (node busy) |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for large_data in (False, True):
-        values = measure(args, large_data)
-        name = "LARGE_DATA (launch default)" if large_data else "stock Fast DDS"
-        print(f"| {name} | {sent} | {values.get('received', 0):.0f} | {values.get('processed', 0):.0f} "
-              f"| {values.get('dropped', 0):.0f} |", flush=True)  # fmt: skip
+    print(f"camera: {args.width}x{args.height} at {args.rate:g} Hz for {args.seconds:g} s ({sent} frames)")
+    print("| option | received by the node | processed | dropped (node busy) | p50 ms | p95 ms "
+          "| stock peer sees node |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    for option in args.options.split(","):
+        values = measure(args, option)
+        seen = "yes" if values else "no"
+        print(f"| {option} | {values.get('received', 0):.0f} | {values.get('processed', 0):.0f} "
+              f"| {values.get('dropped', 0):.0f} | {values.get('latency_p50_ms', float('nan')):.0f} "
+              f"| {values.get('latency_p95_ms', float('nan')):.0f} | {seen} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

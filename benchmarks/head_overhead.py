@@ -1,14 +1,17 @@
 """Head overhead: forward pass alone vs forward pass + gradient-uncertainty head (prints a table).
 
     .venv/bin/python benchmarks/head_overhead.py [--models erfnet,deeplabv3plus_resnet50,deeplabv3plus_wrn38
-        --sizes 480x360,1024x512,2048x1024 --precisions float32,bfloat16,float16 --runs 50 --device auto]
+        --sizes 480x360,1024x512,2048x1024 --precisions float32,bfloat16,float16 --runs 50 --device auto
+        --score pgn_oh --p 0.1 --mode exact --gradient-of weights]
 
 Per model, input size and precision, three variants timed side by side in one
 run (interleaved A, B, C, A, B, C, ... so that clocks and heat affect all alike):
 
 - forward:  the network and its labels (argmax; what any segmentation node pays);
-- plain:    the head's plain PyTorch path: forward, labels, pgn_oh (p 0.1,
-            exact, at the last layer's resolution) upsampled to the output;
+- plain:    the head's plain PyTorch path: forward, labels and the gradient score
+            (default: the node's default gradient score; --score, --p, --mode,
+            --gradient-of choose another) at the last layer's resolution, upsampled
+            to the output;
 - fused:    the same with the fused Triton kernel (CUDA only).
 
 Times are medians of ``--runs`` runs after ``--warmup``, with CUDA events on a
@@ -28,7 +31,7 @@ import torch
 
 from gradunc_ros.models import get_spec, load_model
 from gradunc_ros.pipeline import PRECISIONS
-from gradunc_ros.uncertainty import GradientUncertaintyHead, HeadSettings
+from gradunc_ros.uncertainty import DEFAULT_SCORE, GradientUncertaintyHead, HeadSettings
 from gradunc_ros.uncertainty.fused import triton_runs_on
 from gradunc_ros.uncertainty.pgn import predicted_class
 
@@ -55,10 +58,11 @@ def timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
     return cpu_time
 
 
-def variants(name: str, device: torch.device, dtype: torch.dtype) -> dict[str, Callable[[torch.Tensor], object]]:
+def variants(
+    name: str, device: torch.device, dtype: torch.dtype, settings: HeadSettings
+) -> dict[str, Callable[[torch.Tensor], object]]:
     spec = get_spec(name)
-    model = (load_model() if name == "erfnet" else load_model(name)).model.to(device, dtype)
-    settings = HeadSettings(score="pgn_oh", p=0.1)
+    model = (load_model() if name == "erfnet" else load_model(name, "random")).model.to(device, dtype)
     kwargs = dict(penultimate_conv=spec.penultimate_conv, penultimate_bn=spec.penultimate_bn,
                   align_corners=spec.align_corners)  # fmt: skip
     plain = GradientUncertaintyHead(model, spec.last_layer, settings, fused="off", **kwargs)
@@ -69,9 +73,12 @@ def variants(name: str, device: torch.device, dtype: torch.dtype) -> dict[str, C
 
 
 @torch.no_grad()
-def measure(name: str, size: tuple[int, int], dtype: torch.dtype, device: torch.device, runs: int, warmup: int):
+def measure(
+    name: str, size: tuple[int, int], dtype: torch.dtype, device: torch.device, runs: int, warmup: int,
+    settings: HeadSettings,
+):  # fmt: skip
     width, height = size
-    calls = variants(name, device, dtype)
+    calls = variants(name, device, dtype, settings)
     x = torch.randn(1, 3, height, width, device=device).to(dtype)
     clock = timer(device)
     times: dict[str, list[float]] = {key: [] for key in calls}
@@ -91,10 +98,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--device", default="auto")
+    default = DEFAULT_SCORE if DEFAULT_SCORE.is_gradient_score else HeadSettings("pgn_oh", 0.1)
+    parser.add_argument("--score", default=default.score, choices=("pgn_oh", "pgn_uni"))
+    parser.add_argument("--p", type=float, default=default.p)
+    parser.add_argument("--mode", default=default.mode, choices=("exact", "reference"))
+    parser.add_argument("--gradient-of", default=default.gradient_of, choices=("weights", "bias", "layer"))
     args = parser.parse_args()
+    settings = HeadSettings(args.score, args.p, args.mode, gradient_of=args.gradient_of)
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; torch {torch.__version__}; medians of {args.runs} runs after {args.warmup}")
+    print(f"device: {name}; torch {torch.__version__}; medians of {args.runs} runs after {args.warmup}; "
+          f"score {settings.name}")  # fmt: skip
     print("| model | input | precision | forward ms | + plain head ms | overhead | + fused head ms | overhead |")
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for model in args.models.split(","):
@@ -103,7 +117,7 @@ def main() -> None:
             for precision in args.precisions.split(","):
                 if device.type == "cpu" and precision != "float32":
                     continue  # half precision on the CPU measures emulation, not the method
-                t = measure(model, size, PRECISIONS[precision], device, args.runs, args.warmup)
+                t = measure(model, size, PRECISIONS[precision], device, args.runs, args.warmup, settings)
                 base = t["forward"]
                 fused = f"{t['fused']:.3f} | {100 * (t['fused'] - base) / base:+.2f} %" if "fused" in t else "n/a | n/a"
                 print(f"| {model} | {size_text} | {precision} | {base:.3f} | {t['plain']:.3f} "

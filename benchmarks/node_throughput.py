@@ -5,8 +5,8 @@
 
 For each camera count and frame size: a camera process publishes rgb8 frames
 (best effort, as a camera driver does) on N topics at ``--rate``; gradunc_node
-runs with the shipped model on ``--device`` (LARGE_DATA transports, as the
-launch file sets).  From the node's own /diagnostics: frames received,
+runs with the shipped model on ``--device`` (stock transports, as the launch
+file's default; --large-data puts both processes on LARGE_DATA).  From the node's own /diagnostics: frames received,
 processed and dropped after the warm-up (per camera, summed), the processing
 rate, and stamp-to-publish latency p50/p95/p99 (over the node's last 600
 frames per camera; the worst camera is shown).
@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from rosbench import camera_process, isolate, run_cameras, start_node  # noqa: E402
 
 
-def measure(args: argparse.Namespace, cameras: int, width: int, height: int, domain: int) -> dict[str, float]:
+def measure(args: argparse.Namespace, cameras: int, width: int, height: int) -> dict[str, float]:
     from diagnostic_msgs.msg import DiagnosticArray
 
     from gradunc_ros.ros.spinning import own_node
 
-    env = isolate(domain)
+    env = isolate(large_data=args.large_data)
     topics = [f"/camera_{i}/image_raw" for i in range(cameras)]
     parameters = {"image_topics": "[" + ", ".join(topics) + "]", "device": args.device, "status_period": "0.5"}
     if args.input_size:
@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--input-size", default="", help="network input WxH (default: the model's, 320x240)")
     parser.add_argument("--log-dir", default="/tmp")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="another node parameter")
+    parser.add_argument("--large-data", action="store_true", help="LARGE_DATA transports in every process")
     args = parser.parse_args()
     if args.role == "camera":
         run_cameras(args.topics.split(","), args.width, args.height, args.rate, args.seconds, args.reliable)
@@ -95,12 +96,10 @@ def main() -> None:
     print("| cameras | frame | sent | received | processed | dropped | bad | processed Hz per camera "
           "| p50 ms | p95 ms | p99 ms |")  # fmt: skip
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    domain = 180
     for cameras in (int(c) for c in args.cameras.split(",")):
         for size in args.sizes.split(","):
             width, height = (int(v) for v in size.split("x"))
-            domain += 1
-            r = measure(args, cameras, width, height, domain)
+            r = measure(args, cameras, width, height)
             print(f"| {cameras} | {size} | {r['sent']:.0f} | {r['received']:.0f} | {r['processed']:.0f} "
                   f"| {r['dropped']:.0f} | {r['bad_frames']:.0f} | {r['rate_hz']:.1f} | {r['latency_p50_ms']:.1f} "
                   f"| {r['latency_p95_ms']:.1f} | {r['latency_p99_ms']:.1f} |", flush=True)  # fmt: skip

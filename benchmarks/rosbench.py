@@ -5,31 +5,43 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 
-def isolate(domain: int, large_data: bool = True) -> dict:
-    """Environment for the node and camera processes; this process joins the same domain and transports."""
-    env = {**os.environ, "ROS_HOME": tempfile.mkdtemp(prefix="gradunc_bench_"), "ROS_DOMAIN_ID": str(domain)}
-    env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
-    if large_data:  # what gradunc.launch.py sets: without it large frames do not get through (README)
+def isolate(domain: int | None = None, large_data: bool = False, profile: str | None = None) -> dict:
+    """Environment for the node and camera processes on a private graph (a free domain unless given,
+    localhost discovery); this process joins it.  ``large_data``: Fast DDS's LARGE_DATA transports in
+    every process; ``profile``: a Fast DDS XML profile for the node alone (see ``node_env``)."""
+    from gradunc_ros.ros.isolation import join_graph, private_ros_env
+
+    env = private_ros_env(domain=domain)
+    if large_data:  # a system-wide choice: every process of the graph must set it
         env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
-    shared = [name for name in ("ROS_DOMAIN_ID", "ROS_HOME", "FASTDDS_BUILTIN_TRANSPORTS") if name in env]
-    os.environ.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
-    os.environ.update({name: env[name] for name in shared})
+    join_graph(env)
+    if large_data:
+        os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
     return env
 
 
+def node_env(env: dict, profile: str | None) -> dict:
+    """The node's environment: ``env``, with a Fast DDS XML profile of its own when given."""
+    if not profile:
+        return env
+    return {**env, "FASTDDS_DEFAULT_PROFILES_FILE": profile, "RMW_FASTRTPS_USE_QOS_FROM_XML": "0"}
+
+
 def start_node(parameters: dict[str, str], env: dict, log: Path | None = None) -> subprocess.Popen:
-    command = [sys.executable, "-m", "gradunc_ros.ros.node", "--ros-args"]
+    """gradunc_node as a child process that dies with this one."""
+    from gradunc_ros.processes import python_module
+
+    arguments = ["--ros-args"]
     for name, value in parameters.items():
-        command += ["-p", f"{name}:={value}"]
+        arguments += ["-p", f"{name}:={value}"]
     output = log.open("w") if log is not None else subprocess.DEVNULL
-    return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+    return python_module("gradunc_ros.ros.main", *arguments, env=env, stdout=output, stderr=subprocess.STDOUT)
 
 
 def resident_bytes(pid: int) -> int:
@@ -40,19 +52,29 @@ def resident_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-def run_cameras(topics: list[str], width: int, height: int, rate: float, seconds: float, reliable: bool) -> None:
-    """Publish rgb8 frames on every topic at ``rate``, stamped with the time of publishing."""
+def run_cameras(
+    topics: list[str], width: int, height: int, rate: float, seconds: float, reliable: bool, compressed: bool = False
+) -> None:
+    """Publish frames on every topic at ``rate``, stamped with the time of publishing: rgb8 Images, or
+    JPEG CompressedImages (quality 90) on ``<topic>/compressed`` as image_transport's compressed plugin."""
+    import cv2
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CompressedImage, Image
 
     rclpy.init()
     node = rclpy.create_node("benchmark_cameras")
     qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if reliable else qos_profile_sensor_data
-    publishers = [node.create_publisher(Image, topic, qos) for topic in topics]
-    frame = Image(height=height, width=width, encoding="rgb8", step=width * 3)
     small = np.random.default_rng(0).integers(0, 256, (-(-height // 16), -(-width // 16), 3), np.uint8)
-    frame.data = np.ascontiguousarray(np.kron(small, np.ones((16, 16, 1), np.uint8))[:height, :width]).tobytes()
+    pixels = np.ascontiguousarray(np.kron(small, np.ones((16, 16, 1), np.uint8))[:height, :width])
+    if compressed:
+        publishers = [node.create_publisher(CompressedImage, topic + "/compressed", qos) for topic in topics]
+        frame = CompressedImage(format="jpeg")
+        frame.data = cv2.imencode(".jpg", pixels[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    else:
+        publishers = [node.create_publisher(Image, topic, qos) for topic in topics]
+        frame = Image(height=height, width=width, encoding="rgb8", step=width * 3)
+        frame.data = pixels.tobytes()
     time.sleep(2.0)  # discovery
     start = time.monotonic()
     for index in range(int(rate * seconds)):
@@ -74,6 +96,7 @@ def camera_process(
     seconds: float,
     env: dict,
     reliable: bool = False,
+    compressed: bool = False,
 ) -> subprocess.Popen:
     """``script`` --role camera ...: the camera runs in a process of its own, as a driver would."""
     command = [
@@ -94,4 +117,8 @@ def camera_process(
     ]
     if reliable:
         command.append("--reliable")
-    return subprocess.Popen(command, env=env)
+    if compressed:
+        command.append("--compressed")
+    from gradunc_ros.processes import start
+
+    return start(command, env=env)

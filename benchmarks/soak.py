@@ -80,7 +80,6 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=25.0, help="camera rate, Hz")
     parser.add_argument("--size", default="160x120", help="camera frames and network input, WIDTHxHEIGHT")
     parser.add_argument("--out", default="soak_out", help="folder for memory.csv and node.log")
-    parser.add_argument("--domain", type=int, default=170)
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     out = Path(args.out)
@@ -92,17 +91,22 @@ def main() -> int:
 
     from gradunc_ros.models import load_model
     from gradunc_ros.ros.codec import array_to_image
-    from gradunc_ros.ros.parameters import PARAMETERS
     from gradunc_ros.ros.spinning import own_node
+    from gradunc_ros.thresholds import choose_threshold, table_for_weights
+    from gradunc_ros.uncertainty import DEFAULT_SCORE
 
-    env = isolate(args.domain, large_data=False)
+    env = isolate()
     parameters = {
         "image_topics": "[/soak/image_raw]", "input_size": args.size, "device": "cpu",
         "input_reliability": "reliable", "log_period": "60.0",
     }  # fmt: skip
     node = start_node(parameters, env, out / "node.log")
-    classes = len(load_model().class_names)
-    checker = Checker(width, height, classes, float(PARAMETERS["threshold"][0]))
+    loaded = load_model()
+    threshold = choose_threshold(DEFAULT_SCORE, table_for_weights(loaded.weights)).value  # what the node uses
+    if threshold is None:
+        print("the shipped model has no calibrated threshold for the default score", file=sys.stderr)
+        return 1
+    checker = Checker(width, height, len(loaded.class_names), threshold)
     status: dict[str, float] = {}
     reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
     memory: list[tuple[int, float, int]] = []

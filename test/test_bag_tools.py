@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from gradunc_ros.bagio import read_messages, stamp_ns, topics_of
-from gradunc_ros.evaluation.datasets import read_label, read_rgb
+from gradunc_ros.imageio import read_label, read_rgb
 from gradunc_ros.ros.codec import compressed_to_rgb, image_array, image_to_rgb
 
 pytestmark = pytest.mark.process
@@ -72,13 +72,14 @@ def test_offline_evaluation_equals_gradunc_eval(tmp_path: Path, tiny_camvid: Pat
     assert converted.returncode == 0, converted.stderr
     scored = _bag(
         "evaluate", str(tmp_path / "in"), "--weights", str(weights), "--score", "pgn_oh", "--p", "0.5",
-        "--out", str(tmp_path / "out"), "--summary", str(tmp_path / "summary.json"),
+        "--out", str(tmp_path / "out"), "--summary", str(tmp_path / "summary.json"), "--threshold", "0.0",
     )  # fmt: skip
     assert scored.returncode == 0, scored.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     evaluated = subprocess.run(
         [sys.executable, "-m", "gradunc_ros.tools.evaluate", "--data", str(tiny_camvid), "--weights", str(weights),
-         "--scores", "pgn_oh", "--p", "0.5", "--modes", "exact", "--out", str(tmp_path / "eval")],
+         "--scores", "pgn_oh", "--p", "0.5", "--modes", "exact", "--gradient-of", "weights", "--bootstrap", "0",
+         "--no-factors", "--out", str(tmp_path / "eval")],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr
@@ -101,61 +102,152 @@ def test_offline_evaluation_equals_gradunc_eval(tmp_path: Path, tiny_camvid: Pat
     assert summary_.statistics.message_count == 3 * 3
 
 
-def test_live_replay_through_the_node(tmp_path: Path, tiny_camvid: Path, weights: Path) -> None:
+@pytest.fixture
+def private_env(tmp_path: Path) -> dict:
     pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
-    env = {**os.environ, "ROS_HOME": str(tmp_path), "ROS_DOMAIN_ID": str(60 + os.getpid() % 60)}
+    from gradunc_ros.ros.isolation import private_ros_env
+
+    return private_ros_env(home=str(tmp_path / "ros_home"))
+
+
+def test_live_replay_through_the_node_in_lockstep(tmp_path: Path, tiny_camvid: Path, weights: Path, private_env):
+    from gradunc_ros.processes import python_module, stop
+
     assert _bag("from-images", str(tiny_camvid / "train" / "images"), "--labels", str(tiny_camvid / "train" / "labels"),
                 "--rate", "2", "--out", str(tmp_path / "in")).returncode == 0  # fmt: skip
-    node = subprocess.Popen(
-        [sys.executable, "-m", "gradunc_ros.ros.node", "--ros-args", "-p", f"weights:={weights}",
-         "-p", "image_topics:=[/camera/image_raw]"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    topics = ["/camera/gradunc/labels", "/camera/gradunc/uncertainty", "/camera/gradunc/ood_mask", "/camera/labels_gt"]
-    recorder = subprocess.Popen(
-        [sys.executable, "-m", "gradunc_ros.tools.bag", "record", *topics, "--out", str(tmp_path / "rec"),
-         "--idle", "4", "--seconds", "120"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    node = python_module("gradunc_ros.ros.main", "--ros-args", "-p", f"weights:={weights}", "-p",
+                         "image_topics:=[/camera/image_raw]", "-p", "threshold:=0.0", env=private_env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
+    outputs = ["/camera/gradunc/labels", "/camera/gradunc/uncertainty", "/camera/gradunc/ood_mask"]
+    ready = tmp_path / "ready"
+    recorder = python_module(
+        "gradunc_ros.tools.bag", "record", *outputs, "/camera/labels_gt", "--out", str(tmp_path / "rec"),
+        "--ready-file", str(ready), "--match-timeout", "120", "--count", "6", "--stop-topics", *outputs[:2],
+        "--seconds", "300", env=private_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        time.sleep(3)
-        played = _bag("play", str(tmp_path / "in"), "--restamp", "--reliable", "--wait", "3", env=env)
+        deadline = time.monotonic() + 150
+        while not ready.exists() and recorder.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ready.exists(), recorder.communicate(timeout=30)
+        played = _bag("play", str(tmp_path / "in"), "--restamp", "--reliable", "--subscribers", "1", "--wait", "60",
+                      "--answer", *outputs[:2], "--answer-timeout", "60", env=private_env)  # fmt: skip
         assert played.returncode == 0, played.stderr
-        out, err = recorder.communicate(timeout=120)
+        counts = json.loads(played.stdout.strip().splitlines()[-1])
+        assert counts["frames"] == counts["answered"] == 6 and counts["unanswered"] == 0
+        out, err = recorder.communicate(timeout=60)
         assert recorder.returncode == 0, err
     finally:
-        node.terminate()
-        node.wait(timeout=30)
+        stop(recorder)
+        stop(node, 30)
     scored = _bag("evaluate", str(tmp_path / "rec"), "--recorded")
     assert scored.returncode == 0, scored.stderr
     summary = json.loads(scored.stdout)
-    assert summary["frames_with_labels"] >= 5  # of 6 frames at 2 Hz: the node keeps up
-    assert 0 < summary["latency_ms"]["p50"] < 5000 and 0 <= summary["pixel"]["auroc"] <= 1
+    assert summary["frames_scored"] == summary["frames_with_labels"] == 6  # lockstep: every frame, whatever the load
+    assert 0 < summary["latency_ms"]["p50"] < 60_000 and 0 <= summary["pixel"]["auroc"] <= 1
 
 
-def test_demo_writes_bags_contact_sheet_and_a_summary_of_real_numbers(
-    tmp_path: Path, tiny_camvid: Path, weights
-) -> None:
+def test_play_without_a_node_fails_in_bounded_time_with_the_reason(tmp_path: Path, tiny_camvid: Path, private_env):
+    assert _bag("from-images", str(tiny_camvid / "val" / "images"), "--out", str(tmp_path / "in")).returncode == 0
+    started = time.monotonic()
+    played = _bag("play", str(tmp_path / "in"), "--subscribers", "1", "--wait", "3", "--answer",
+                  "/camera/gradunc/labels", env=private_env)  # fmt: skip
+    assert played.returncode == 1 and time.monotonic() - started < 60
+    assert "no subscriber on /camera/image_raw after 3 s" in played.stderr and "Traceback" not in played.stderr
+
+
+def _expected_demo_metrics(tiny_camvid: Path, weights: Path) -> dict:
+    """What gradunc-eval computes for the demo's frames and score: the demo must give the same."""
+    from gradunc_ros.evaluation.datasets import CAMVID_OOD_LABELS
+    from gradunc_ros.evaluation.metrics import pixel_metrics
+    from gradunc_ros.models import load_model
+    from gradunc_ros.pipeline import SegmentationPipeline
+
+    pipeline = SegmentationPipeline(load_model(weights=weights), device="cpu")
+    images = sorted((tiny_camvid / "val" / "images").glob("*.jpg"))
+    scores = [pipeline.predict(read_rgb(path)).score for path in images]
+    labels = [CAMVID_OOD_LABELS[read_label(tiny_camvid / "val" / "labels" / f"{p.stem}.png")] for p in images]
+    return pixel_metrics(scores, labels)
+
+
+def test_demo_scores_every_frame_like_gradunc_eval(tmp_path: Path, tiny_camvid: Path, weights) -> None:
     pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
     params = tmp_path / "params.yaml"
     params.write_text(f'gradunc_node:\n  ros__parameters:\n    weights: "{weights}"\n    threshold: 1.0e+9\n')
-    env = {**os.environ, "ROS_HOME": str(tmp_path), "ROS_DOMAIN_ID": str(120 + os.getpid() % 50)}
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "summary.md").write_text("an earlier run's summary")  # must not survive a new run
+    # The user's shell points at a live robot's graph: the demo must not join it.
+    env = {**os.environ, "ROS_HOME": str(tmp_path), "ROS_DOMAIN_ID": "7", "ROS_LOCALHOST_ONLY": "0"}
     result = subprocess.run(
-        [sys.executable, "-m", "gradunc_ros.tools.demo", "--input", str(tiny_camvid), "--out", str(tmp_path / "demo"),
+        [sys.executable, "-m", "gradunc_ros.tools.demo", "--input", str(tiny_camvid), "--out", str(out),
          "--rate", "4", "--params-file", str(params)], capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
     node = summary["node"]
-    assert summary["frames_in"] == 3 and node["received"] == 3  # tiny_camvid/val has 3 frames; replay is reliable
-    # Frames that arrive while the node is busy are dropped and counted, never queued.
-    assert summary["frames_out"] == node["processed"] >= 1 and node["processed"] + node["dropped"] == 3
-    assert summary["latency_ms_stamp_to_recorder"]["p95"] > 0 and 0 <= summary["ood_pixel"]["auroc"] <= 1
-    sheet = cv2.imread(str(tmp_path / "demo" / "contact_sheet.png"))
+    assert summary["ros_domain"] != 7
+    assert summary["frames_in"] == summary["frames_out"] == 3  # tiny_camvid/val has 3 frames: all scored
+    assert node["received"] == node["processed"] == 3 and node["dropped"] == 0
+    assert summary["player"] == {"published": 6, "frames": 3, "answered": 3, "unanswered": 0, "resent": 0}
+    expected = _expected_demo_metrics(tiny_camvid, weights)
+    for key in ("auprc", "auroc", "fpr95"):
+        assert summary["ood_pixel"][key] == pytest.approx(expected[key], abs=1e-6), key
+    sheet = cv2.imread(str(out / "contact_sheet.png"))
     assert sheet.shape[1] == 4 * 64 and sheet.shape[0] % 48 == 0  # image, labels, uncertainty, mask
-    assert set(topics_of(tmp_path / "demo" / "output.bag")) >= {"/camera/gradunc/labels", "/camera/gradunc/uncertainty"}
-    assert "results in" in result.stdout
+    assert set(topics_of(out / "output.bag")) >= {"/camera/gradunc/labels", "/camera/gradunc/uncertainty"}
+    assert "an earlier run" not in (out / "summary.md").read_text() and "results in" in result.stdout
 
 
 def test_demo_without_frames_says_how_to_give_them(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "gradunc_ros.tools.demo", "--input", str(tmp_path / "none")],
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "gradunc_ros.tools.demo", "--input", str(tmp_path / "none"),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert result.returncode == 1 and "INPUT=" in result.stderr
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("signal_name", ("SIGKILL", "SIGTERM"))
+def test_a_killed_demo_leaves_no_process_behind(tmp_path: Path, tiny_camvid: Path, weights, signal_name: str):
+    import signal
+
+    pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
+    params = tmp_path / "params.yaml"
+    params.write_text(f'gradunc_node:\n  ros__parameters:\n    weights: "{weights}"\n')
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "gradunc_ros.tools.demo", "--input", str(tiny_camvid), "--out", str(tmp_path / "demo"),
+         "--params-file", str(params)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while len(_children(demo.pid)) < 2 and demo.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)  # the node and the recorder are up
+        children = _children(demo.pid)
+        assert len(children) >= 2, children
+        demo.send_signal(getattr(signal, signal_name))
+        demo.wait(timeout=60)
+        deadline = time.monotonic() + 60
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in children if _alive(pid)]
+    finally:
+        if demo.poll() is None:
+            demo.kill()

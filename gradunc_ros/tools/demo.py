@@ -1,19 +1,26 @@
 """gradunc-demo: the whole loop on recorded frames, as `make demo` runs it.
 
 A sequence of frames becomes a bag; gradunc_node starts with the shipped
-default model; the bag is played into it live; the node's outputs are
-recorded to a bag and scored against the labels.  Writes to --out:
-input.bag/, output.bag/, contact_sheet.png, summary.md and summary.json.
+default model; a recorder subscribes to its outputs; the bag is played into
+the node in lockstep (the next frame once the node has answered the last),
+so every frame is scored however busy the machine is; the recording is
+scored against the labels.  Writes to --out: input.bag/, output.bag/,
+contact_sheet.png, summary.md, summary.json and node.log (an earlier run's
+are removed first).
+
+It runs on a private ROS graph (a free domain, localhost discovery, stock
+transports: ros/isolation.py), never on the shell's; every wait is bounded;
+its processes die with it; and it fails, with one line saying why, when a
+frame goes unanswered or a metric is missing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,13 +29,23 @@ import numpy as np
 
 from gradunc_ros.bagio import read_messages, stamp_ns
 from gradunc_ros.overlay import blend, colourise
+from gradunc_ros.processes import python_module, raise_on_sigterm, stop
 from gradunc_ros.ros.codec import image_array, image_to_rgb
+from gradunc_ros.tools.common import ToolParser, output_folder, positive_float, positive_int
 
+CAMERA = "/camera/image_raw"
+LABELS_TOPIC = "/camera/labels_gt"
 OUTPUTS = ("/camera/gradunc/labels", "/camera/gradunc/uncertainty", "/camera/gradunc/ood_mask")
+ANSWERS = OUTPUTS[:2]  # published for every frame; the mask only where a threshold is known
+WRITTEN = ("input.bag", "output.bag", "contact_sheet.png", "summary.md", "summary.json", "node.log", ".stamp_map")
 HINT = (
     "give a folder of frames: make demo INPUT=path/to/frames (images, optionally with labels/ beside them), "
     "or put the CamVid data at ../shared/data/camvid"
 )
+
+
+class DemoError(RuntimeError):
+    """The demo could not do its job; the message says why in one line."""
 
 
 def find_frames(root: Path) -> tuple[Path, Path | None]:
@@ -44,12 +61,6 @@ def _say(text: str, started: float) -> None:
     print(f"[{time.monotonic() - started:6.1f} s] {text}", flush=True)
 
 
-def _run(*args: str, env: dict) -> None:
-    result = subprocess.run([sys.executable, "-m", *args], env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(args[:2])} failed: {result.stderr.strip()[-2000:]}")
-
-
 def _model_colours(params_file: str) -> tuple:
     """The class colours of the model the node runs (the params file's weights, else the shipped default)."""
     import yaml
@@ -63,17 +74,17 @@ def _model_colours(params_file: str) -> tuple:
     return load_model(values.get("model") or None, values.get("weights") or None).colours
 
 
-def contact_sheet(input_bag: Path, output_bag: Path, out: Path, colours, offset_ns: int, rows: int = 4) -> Path:
-    """Image, labels, uncertainty and OoD mask for a few frames spread over the sequence
-    (output stamps are the input's shifted by ``offset_ns``, as the player restamped them)."""
+def contact_sheet(input_bag: Path, output_bag: Path, out: Path, colours, stamps: dict[int, int], rows: int = 4) -> Path:
+    """Image, labels, uncertainty and OoD mask (black where none) for a few frames spread over the
+    sequence; ``stamps`` maps the input bag's stamps to the ones the player published."""
     outputs: dict[int, dict[str, np.ndarray]] = {}
     for topic, _, message in read_messages(output_bag, OUTPUTS):
         outputs.setdefault(stamp_ns(message), {})[topic.rsplit("/", 1)[1]] = image_array(message)
-    complete = sorted(s for s, o in outputs.items() if len(o) == 3)
+    complete = sorted(s for s, o in outputs.items() if {"labels", "uncertainty"} <= set(o))
     chosen = set(complete[:: max(1, len(complete) // rows)][:rows])
     tiles = []
-    for _, _, message in read_messages(input_bag, ["/camera/image_raw"]):
-        stamp = stamp_ns(message) + offset_ns
+    for _, _, message in read_messages(input_bag, [CAMERA]):
+        stamp = stamps.get(stamp_ns(message))
         if stamp not in chosen:
             continue
         image, result = image_to_rgb(message), outputs[stamp]
@@ -82,117 +93,220 @@ def contact_sheet(input_bag: Path, output_bag: Path, out: Path, colours, offset_
         low, high = np.percentile(finite, (1, 99)) if finite.size else (0.0, 1.0)
         heat = np.clip((np.nan_to_num(score, neginf=low) - low) / max(high - low, 1e-9) * 255, 0, 255).astype(np.uint8)
         heat = cv2.cvtColor(cv2.applyColorMap(heat, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
-        mask = np.repeat(result["ood_mask"][..., None], 3, axis=2)
-        tiles.append(np.hstack([image, blend(image, colourise(result["labels"], colours)), heat, mask]))
+        mask = result.get("ood_mask", np.zeros(score.shape, np.uint8))
+        tiles.append(
+            np.hstack(
+                [image, blend(image, colourise(result["labels"], colours)), heat, np.repeat(mask[..., None], 3, axis=2)]
+            )
+        )
     if not tiles:
-        raise RuntimeError("no frame came back from the node with all three outputs")
+        raise DemoError("no frame came back from the node with its labels and uncertainty")
     path = out / "contact_sheet.png"
     cv2.imwrite(str(path), cv2.cvtColor(np.vstack(tiles), cv2.COLOR_RGB2BGR))
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gradunc-demo", description=__doc__)
-    parser.add_argument("--input", default="../shared/data/camvid", help="frames: a CamVid root, a split or a folder")
-    parser.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
-    parser.add_argument("--rate", type=float, default=5.0, help="camera rate of the replay in Hz (default 5)")
-    parser.add_argument("--max-frames", type=int, default=101, help="frames of the sequence to use (default 101)")
-    parser.add_argument("--params-file", help="node parameter file (default: the package's config/gradunc.yaml)")
-    args = parser.parse_args(argv)
-    try:
-        images, labels = find_frames(Path(args.input))
-    except FileNotFoundError as error:
-        print(f"gradunc-demo: {error}", file=sys.stderr)
-        return 1
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for old in ("input.bag", "output.bag"):
-        if (out / old).exists():
-            import shutil
+def _wait_for_file(path: Path, seconds: float, alive: dict, what: str) -> None:
+    """Until ``path`` exists; DemoError when a process in ``alive`` ends first or time runs out."""
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        for name, process in alive.items():
+            if process.poll() is not None:
+                raise DemoError(f"{name} ended (exit code {process.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            raise DemoError(f"{what} did not happen within {seconds:g} s")
+        time.sleep(0.1)
 
-            shutil.rmtree(out / old)
-    env = {**os.environ, "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA", "PYTHONUNBUFFERED": "1"}
-    env.setdefault("ROS_HOME", tempfile.mkdtemp(prefix="gradunc_demo_"))
-    env.setdefault("ROS_DOMAIN_ID", str(40 + os.getpid() % 50))
-    os.environ.update({k: env[k] for k in ("FASTDDS_BUILTIN_TRANSPORTS", "ROS_HOME", "ROS_DOMAIN_ID")})
-    params = args.params_file or str(Path(__file__).resolve().parents[2] / "config" / "gradunc.yaml")
-    # The replay is reliable end to end: frames are lost only where the node is busy (counted as
-    # dropped), not to best-effort transport while DDS is still matching.
-    overrides = ["-p", "image_topics:=[/camera/image_raw]", "-p", "input_reliability:=reliable"]
-    node_args = ["--ros-args", *(["--params-file", params] if Path(params).is_file() else []), *overrides]
-    started = time.monotonic()
-    offset_file = out / ".stamp_offset"
-    _say(f"1/5 frames from {images} to {out / 'input.bag'}", started)
-    convert = ["gradunc_ros.tools.bag", "from-images", str(images), "--out", str(out / "input.bag")]
-    convert += ["--rate", str(args.rate), "--max-frames", str(args.max_frames)]
-    _run(*convert + (["--labels", str(labels)] if labels else []), env=env)
+
+def _tail(path: Path, lines: int = 5) -> str:
+    text = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
+    return " | ".join(text[-lines:])
+
+
+def run_demo(args: argparse.Namespace, started: float) -> dict:
+    from gradunc_ros.ros.isolation import join_graph, private_ros_env
     from gradunc_ros.ros.spinning import watch_diagnostics
+    from gradunc_ros.tools.bag_offline import LABEL_MAPS, frames_in, score_recorded, summarise, write_frames_bag
 
-    _say("2/5 starting gradunc_node with the shipped default model", started)
+    images, labels = find_frames(Path(args.input))
+    out = args.out
+    for name in WRITTEN:  # an earlier run's results must never pass for this run's
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    frames = frames_in(images, max_frames=args.max_frames)
+    _say(f"1/5 {len(frames)} frames from {images} to {out / 'input.bag'}", started)
+    bag_args = argparse.Namespace(
+        rate=args.rate, storage="mcap", frame_id="camera", compressed=False, topic=CAMERA, label_topic=LABELS_TOPIC
+    )
+    write_frames_bag(frames, labels, out / "input.bag", bag_args)
+    env = private_ros_env()
+    join_graph(env)  # this process watches /diagnostics on the same private graph
+    params = args.params_file or str(Path(__file__).resolve().parents[2] / "config" / "gradunc.yaml")
+    # Reliable end to end: the frames are small, and lockstep replay loses none.
+    overrides = ["-p", f"image_topics:=[{CAMERA}]", "-p", "input_reliability:=reliable"]
+    node_args = ["--ros-args", *(["--params-file", params] if Path(params).is_file() else []), *overrides]
+    _say(
+        f"2/5 starting gradunc_node with the shipped default model (ROS domain {env['ROS_DOMAIN_ID']}, localhost only)",
+        started,
+    )
     node_log = (out / "node.log").open("w")
-    node = subprocess.Popen([sys.executable, "-m", "gradunc_ros.ros.node", *node_args], env=env, stdout=node_log,
-                            stderr=subprocess.STDOUT)  # fmt: skip
-    topics = [*OUTPUTS, "/camera/labels_gt"] if labels else list(OUTPUTS)
-    recorder = subprocess.Popen(
-        [sys.executable, "-m", "gradunc_ros.tools.bag", "record", *topics, "--out", str(out / "output.bag"),
-         "--idle", "6", "--seconds", "900"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    processes = {}
     try:
-        time.sleep(4.0)  # model load and discovery
-        _say(f"3/5 playing the bag into the node at {args.rate:g} Hz and recording its outputs", started)
-        play = ["gradunc_ros.tools.bag", "play", str(out / "input.bag"), "--restamp", "--reliable",
-                "--wait", "120", "--subscribers", "1"]  # fmt: skip
-        play += ["--offset-file", str(offset_file)]
-        player = subprocess.Popen([sys.executable, "-m", *play], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)  # fmt: skip
-        diagnostics = watch_diagnostics(lambda: recorder.poll() is None, 1.0, "gradunc_demo_monitor")
-        player.wait(timeout=60)
+        processes["gradunc_node"] = python_module(
+            "gradunc_ros.ros.main", *node_args, env=env, stdout=node_log, stderr=node_log
+        )
+        topics = [*OUTPUTS, LABELS_TOPIC] if labels else list(OUTPUTS)
+        ready = out / ".recorder_ready"
+        recorder_args = [
+            "record",
+            *topics,
+            "--out",
+            str(out / "output.bag"),
+            "--ready-file",
+            str(ready),
+            "--match-timeout",
+            str(args.start_timeout),
+            "--count",
+            str(len(frames)),
+            "--stop-topics",
+            *ANSWERS,
+            "--idle",
+            str(args.answer_timeout),
+            "--seconds",
+            str(args.start_timeout + len(frames) * args.answer_timeout),
+        ]
+        processes["recorder"] = python_module(
+            "gradunc_ros.tools.bag", *recorder_args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            _wait_for_file(ready, args.start_timeout + 5, processes, "the recorder matched the node's outputs")
+        except DemoError as error:
+            raise DemoError(f"{error}; node log: {_tail(out / 'node.log')}") from None
+        ready.unlink()
+        _say(
+            f"3/5 playing the bag into the node in lockstep (at most {args.rate:g} Hz) and recording its outputs",
+            started,
+        )
+        player_args = [
+            "play",
+            str(out / "input.bag"),
+            "--restamp",
+            "--reliable",
+            "--subscribers",
+            "1",
+            "--wait",
+            str(args.start_timeout),
+            "--answer",
+            *ANSWERS,
+            "--camera",
+            CAMERA,
+            "--answer-timeout",
+            str(args.answer_timeout),
+            "--stamp-map",
+            str(out / ".stamp_map"),
+        ]
+        processes["player"] = player = python_module(
+            "gradunc_ros.tools.bag", *player_args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        bound = time.monotonic() + args.start_timeout + len(frames) * (args.answer_timeout * 2 + 1)
+        diagnostics = watch_diagnostics(
+            lambda: player.poll() is None and time.monotonic() < bound, 1.0, "gradunc_demo_monitor"
+        )
+        if player.poll() is None:
+            raise DemoError("the player did not finish in time")
+        played_out, played_err = player.communicate()
+        if player.returncode != 0 or not played_out.strip():
+            raise DemoError(f"playing failed: {(played_err.strip().splitlines() or ['no output'])[-1]}")
+        played = json.loads(played_out.strip().splitlines()[-1])
+        recorder = processes["recorder"]
+        try:
+            recorded_out, recorded_err = recorder.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # still waiting for stragglers: stop it, it writes what it has
+            stop(recorder, 30)
+            recorded_out, recorded_err = recorder.communicate()
+        if recorder.returncode != 0:
+            raise DemoError(f"recording failed: {(recorded_err.strip().splitlines() or ['no output'])[-1]}")
     finally:
-        node.terminate()
-        node.wait(timeout=30)
+        for process in reversed(list(processes.values())):
+            stop(process, 30)
         node_log.close()
-    if recorder.returncode != 0:
-        print(f"gradunc-demo: recording failed: {recorder.stderr.read()[-2000:]}", file=sys.stderr)
-        return 1
     _say("4/5 scoring the recorded outputs", started)
-    scored = subprocess.run([sys.executable, "-m", "gradunc_ros.tools.bag", "evaluate", str(out / "output.bag"),
-                             "--recorded"], env=env, capture_output=True, text=True)  # fmt: skip
-    if scored.returncode != 0:
-        print(f"gradunc-demo: scoring failed: {scored.stderr[-2000:]}", file=sys.stderr)
-        return 1
-    evaluation = json.loads(scored.stdout)
+    scores, label_maps, latencies = score_recorded(out / "output.bag", CAMERA, LABELS_TOPIC)
+    evaluation = summarise(out / "output.bag", scores, label_maps, latencies, LABEL_MAPS["camvid"], 50, 10)
+    if played["unanswered"]:
+        raise DemoError(f"the node did not answer {played['unanswered']} of {played['frames']} frames in time")
+    if evaluation["frames_scored"] < played["answered"]:
+        raise DemoError(f"{played['answered']} frames were answered but the recording holds {len(scores)}")
+    if labels and "pixel" not in evaluation:
+        raise DemoError(f"no OoD metrics: {evaluation.get('metrics_error', 'no frame with labels was scored')}")
     _say("5/5 contact sheet and summary", started)
-    offset = int(offset_file.read_text())
-    offset_file.unlink()
-    sheet = contact_sheet(out / "input.bag", out / "output.bag", out, _model_colours(params), offset)
-    frames_in = sum(1 for _ in read_messages(out / "input.bag", ["/camera/image_raw"]))
-    summary = {
-        "frames_in": frames_in,
+    stamp_map = {int(k): v for k, v in json.loads((out / ".stamp_map").read_text()).items()}
+    (out / ".stamp_map").unlink()
+    contact_sheet(out / "input.bag", out / "output.bag", out, _model_colours(params), stamp_map)
+    return {
+        "frames_in": len(frames),
         "frames_out": evaluation["frames_scored"],
-        "node": {k: diagnostics.get(k) for k in ("received", "processed", "dropped", "bad_frames")},
+        "player": played,
+        "node": {k: diagnostics.get(k) for k in ("received", "processed", "dropped", "bad_frames", "failed")},
+        "ros_domain": int(env["ROS_DOMAIN_ID"]),
         "latency_ms_stamp_to_recorder": evaluation.get("latency_ms"),
         "ood_pixel": evaluation.get("pixel"),
         "ood_component": evaluation.get("component"),
         "wall_seconds": time.monotonic() - started,
     }
+
+
+def write_summary(summary: dict, out: Path) -> list[str]:
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    node, played = summary["node"], summary["player"]
     lines = [
-        "# gradunc demo", "",
-        f"Frames in: {frames_in}; frames out (all three outputs recorded): {summary['frames_out']}.",
-        f"Node: received {summary['node']['received']}, processed {summary['node']['processed']}, "
-        f"dropped {summary['node']['dropped']}, bad {summary['node']['bad_frames']}.",
-    ]  # fmt: skip
-    if evaluation.get("latency_ms"):
-        lines.append(f"Latency, camera stamp to recorder: p50 {evaluation['latency_ms']['p50']:.0f} ms, "
-                     f"p95 {evaluation['latency_ms']['p95']:.0f} ms.")  # fmt: skip
-    if evaluation.get("pixel"):
-        pixel, component = evaluation["pixel"], evaluation["component"]
-        lines.append(f"OoD (labels of the sequence): AuPRC {pixel['auprc']:.4f}, AuROC {pixel['auroc']:.4f}, "
-                     f"FPR95 {pixel['fpr95']:.4f}, sIoU {component['siou']:.4f}, PPV {component['ppv']:.4f}, "
-                     f"mean F1 {component['f1_mean']:.4f}.")  # fmt: skip
+        "# gradunc demo",
+        "",
+        f"Frames in: {summary['frames_in']}; answered by the node: {played['answered']} (lockstep replay"
+        f"{', ' + str(played['resent']) + ' resent' if played['resent'] else ''}); recorded: {summary['frames_out']}.",
+        f"Node: received {node['received']}, processed {node['processed']}, dropped {node['dropped']}, "
+        f"bad {node['bad_frames']}, failed {node['failed']}.",
+    ]
+    latency = summary["latency_ms_stamp_to_recorder"]
+    if latency:
+        lines.append(f"Latency, camera stamp to recorder: p50 {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms.")
+    pixel, component = summary["ood_pixel"], summary["ood_component"]
+    if pixel:
+        lines.append(
+            f"OoD (labels of the sequence): AuPRC {pixel['auprc']:.4f}, AuROC {pixel['auroc']:.4f}, "
+            f"FPR95 {pixel['fpr95']:.4f}, sIoU {component['siou']:.4f}, PPV {component['ppv']:.4f}, "
+            f"mean F1 {component['f1_mean']:.4f}."
+        )
     (out / "summary.md").write_text("\n".join(lines) + "\n")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = ToolParser(prog="gradunc-demo", description=__doc__)
+    parser.add_argument("--input", default="../shared/data/camvid", help="frames: a CamVid root, a split or a folder")
+    parser.add_argument("--out", type=output_folder, default="demo_out", help="output folder (default demo_out)")
+    parser.add_argument("--rate", type=positive_float, default=5.0, help="stamps of the frames, per second")
+    parser.add_argument("--max-frames", type=positive_int, default=101, help="frames of the sequence (default 101)")
+    parser.add_argument("--params-file", help="node parameter file (default: the package's config/gradunc.yaml)")
+    parser.add_argument("--start-timeout", type=positive_float, default=120.0, help="seconds for the node to start")
+    parser.add_argument("--answer-timeout", type=positive_float, default=60.0, help="seconds for the node per frame")
+    args = parser.parse_args(argv)
+    raise_on_sigterm()
+    started = time.monotonic()
+    try:
+        summary = run_demo(args, started)
+    except (DemoError, FileNotFoundError, ValueError, OSError) as error:
+        print(f"gradunc-demo: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("gradunc-demo: interrupted", file=sys.stderr)
+        return 130
+    lines = write_summary(summary, args.out)
     print("\n".join(lines[2:]))
-    print(f"results in {out}/: output.bag, contact_sheet.png ({sheet.name}), summary.md, summary.json, node.log")
+    print(f"results in {args.out}/: output.bag, contact_sheet.png, summary.md, summary.json, node.log")
     return 0
 
 

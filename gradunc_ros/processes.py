@@ -1,0 +1,62 @@
+"""Child processes that never outlive their parent, and a bounded way to stop them.
+
+Every tool that starts processes (the demo, the bag tools, the benchmarks,
+the tests' fixtures) starts them here.  On Linux each child asks the kernel
+for SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``), so even a
+parent killed with SIGKILL leaves nothing behind; a parent that ends
+normally stops its children itself with ``stop``.  No ROS here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int):
+    def preexec() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request took hold
+            os._exit(1)
+
+    return preexec
+
+
+def start(command: Sequence[str], **popen_kwargs) -> subprocess.Popen:
+    """``subprocess.Popen`` of a child that is killed when this process dies (on Linux)."""
+    if sys.platform.startswith("linux"):
+        popen_kwargs.setdefault("preexec_fn", _die_with(os.getpid()))
+    return subprocess.Popen(list(command), **popen_kwargs)
+
+
+def python_module(module: str, *args: str, **popen_kwargs) -> subprocess.Popen:
+    """``python -m module args`` with this interpreter, as a child that dies with this process."""
+    return start([sys.executable, "-m", module, *args], **popen_kwargs)
+
+
+def stop(process: subprocess.Popen, timeout: float = 10.0, first: int = signal.SIGINT) -> int:
+    """End a child: ``first`` (SIGINT: ROS nodes shut down cleanly), SIGKILL after ``timeout`` s.
+    Returns its exit code (negative: the signal that ended it)."""
+    if process.poll() is None:
+        try:
+            process.send_signal(first)
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()
+
+
+def raise_on_sigterm() -> None:
+    """SIGTERM raises KeyboardInterrupt, so a tool's ``finally`` blocks stop its children on either signal."""
+
+    def interrupt(_signum: int, _frame) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
