@@ -72,7 +72,8 @@ def test_offline_evaluation_equals_gradunc_eval(tmp_path: Path, tiny_camvid: Pat
     assert converted.returncode == 0, converted.stderr
     scored = _bag(
         "evaluate", str(tmp_path / "in"), "--weights", str(weights), "--score", "pgn_oh", "--p", "0.5",
-        "--out", str(tmp_path / "out"), "--summary", str(tmp_path / "summary.json"), "--threshold", "0.0",
+        "--mode", "exact", "--gradient-of", "weights", "--out", str(tmp_path / "out"),
+        "--summary", str(tmp_path / "summary.json"), "--threshold", "0.0",
     )  # fmt: skip
     assert scored.returncode == 0, scored.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -275,11 +275,15 @@ def test_invalid_parameter_updates_are_refused_with_the_reason(peer: Peer) -> No
         ({"p": 0.0}, "range"),
         ({"device": "cpu"}, "read-only"),
         ({"gradient_of": "features"}, "gradient_of"),
-        # Valid values that this model (ERFNet) cannot compute: refused now, not failed on every frame.
-        ({"layer": "penultimate"}, "penultimate score needs"),
+        ({"layer": "penultimate"}, "set gradient_of to weights"),  # the default is the bias gradient
     ):
         (result,) = set_parameters(node, **values)
         assert not result.successful and reason in result.reason, (values, result.reason)
+    # A valid setting that this model (ERFNet) cannot compute: refused now, not failed on every frame.
+    assert set_parameters(node, gradient_of="weights")[0].successful
+    (result,) = set_parameters(node, layer="penultimate")
+    assert not result.successful and "penultimate score needs" in result.reason, result.reason
+    assert set_parameters(node, gradient_of="bias")[0].successful
     # The refused updates changed nothing: the node still serves with its defaults.
     outputs = peer.serve("raw", _raw(_rgb(8), "rgb8"), 5000)
     assert np.isfinite(image_array(outputs["uncertainty"])).all()

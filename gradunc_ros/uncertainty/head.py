@@ -78,7 +78,9 @@ class HeadSettings:
         if self.layer == "penultimate" and self.resolution != "last_layer":
             raise ValueError("the penultimate-layer score is defined at the last layer's resolution only")
         if self.layer == "penultimate" and self.gradient_of != "weights":
-            raise ValueError("the penultimate-layer score is the gradient of that conv's weights only")
+            raise ValueError(
+                "the penultimate-layer score is the gradient of that conv's weights only: set gradient_of to weights"
+            )
 
     @property
     def is_gradient_score(self) -> bool:
