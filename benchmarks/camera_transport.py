@@ -9,8 +9,9 @@ frames at a fixed rate; gradunc_node runs on the shipped model (network input
 say how many frames it received, processed and dropped (busy), and its
 stamp-to-publish latency.  Options:
 
-- stock:                 rgb8, best effort camera, node defaults (best-effort input);
-- reliable_camera:       the camera publishes reliable (rclcpp's default QoS), node defaults;
+- stock:                 rgb8, best effort camera, node defaults (input_reliability auto: best effort here);
+- reliable_camera:       the camera publishes reliable (rclcpp's default QoS), node defaults (auto: reliable);
+- best_effort_input:     the camera publishes reliable, node input_reliability:=best_effort;
 - reliable:              reliable camera and node input_reliability:=reliable;
 - node_profile:          node alone with benchmarks/fastdds_node_profile.xml (stock transports,
                          8 MB socket buffers, 32 MB shared-memory segment), best effort;
@@ -33,27 +34,29 @@ sys.path.insert(0, str(Path(__file__).parent))
 from rosbench import camera_process, isolate, node_env, run_cameras, start_node  # noqa: E402
 
 PROFILE = str(Path(__file__).with_name("fastdds_node_profile.xml"))
-# option: (camera reliable, camera compressed, node input reliable, node profile, LARGE_DATA everywhere)
+# option: (camera reliable, camera compressed, node input_reliability, node profile, LARGE_DATA everywhere)
 OPTIONS = {
-    "stock": (False, False, False, None, False),
-    "reliable_camera": (True, False, False, None, False),
-    "reliable": (True, False, True, None, False),
-    "node_profile": (False, False, False, PROFILE, False),
-    "node_profile_reliable": (True, False, True, PROFILE, False),
-    "compressed": (False, True, False, None, False),
-    "large_data": (False, False, False, None, True),
+    "stock": (False, False, "auto", None, False),
+    "reliable_camera": (True, False, "auto", None, False),
+    "best_effort_input": (True, False, "best_effort", None, False),
+    "reliable": (True, False, "reliable", None, False),
+    "node_profile": (False, False, "auto", PROFILE, False),
+    "node_profile_reliable": (True, False, "reliable", PROFILE, False),
+    "compressed": (False, True, "auto", None, False),
+    "large_data": (False, False, "auto", None, True),
 }
 
 
 def measure(args: argparse.Namespace, option: str) -> dict[str, float]:
     from gradunc_ros.ros.spinning import watch_diagnostics
 
-    camera_reliable, compressed, input_reliable, profile, large_data = OPTIONS[option]
+    camera_reliable, compressed, input_reliability, profile, large_data = OPTIONS[option]
     env = isolate(large_data=large_data)
     topic = "/camera/image_raw"
     parameters = {
         "image_topics": f"[{topic}{'/compressed' if compressed else ''}]", "input_size": "320x240",
-        "status_period": "0.5", "input_reliability": "reliable" if input_reliable else "best_effort",
+        "status_period": "0.5", "input_reliability": input_reliability,
+        "lazy": "false",  # nobody subscribes to the outputs here: infer anyway
     }  # fmt: skip
     node = start_node(parameters, node_env(env, profile), Path(args.log_dir) / f"transport_{option}.log")
     time.sleep(5.0)  # model load and discovery

@@ -30,7 +30,8 @@ def measure(args: argparse.Namespace, cameras: int, width: int, height: int) -> 
 
     env = isolate(large_data=args.large_data)
     topics = [f"/camera_{i}/image_raw" for i in range(cameras)]
-    parameters = {"image_topics": "[" + ", ".join(topics) + "]", "device": args.device, "status_period": "0.5"}
+    parameters = {"image_topics": "[" + ", ".join(topics) + "]", "device": args.device, "status_period": "0.5",
+                  "lazy": "false"}  # nobody subscribes to the outputs here: infer anyway  # fmt: skip
     if args.input_size:
         parameters["input_size"] = args.input_size
     parameters.update(item.split("=", 1) for item in args.param)

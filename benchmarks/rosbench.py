@@ -12,12 +12,12 @@ import numpy as np
 
 
 def isolate(domain: int | None = None, large_data: bool = False, profile: str | None = None) -> dict:
-    """Environment for the node and camera processes on a private graph (a free domain unless given,
-    localhost discovery); this process joins it.  ``large_data``: Fast DDS's LARGE_DATA transports in
+    """Environment for the node and camera processes on a private graph (a free domain unless given, the
+    default discovery range); this process joins it.  ``large_data``: Fast DDS's LARGE_DATA transports in
     every process; ``profile``: a Fast DDS XML profile for the node alone (see ``node_env``)."""
     from gradunc_ros.ros.isolation import join_graph, private_ros_env
 
-    env = private_ros_env(domain=domain)
+    env = private_ros_env(domain=domain, localhost=False)  # the transports as a real system has them
     if large_data:  # a system-wide choice: every process of the graph must set it
         env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
     join_graph(env)

@@ -75,6 +75,22 @@ def test_remapping_the_camera_moves_the_outputs_too(remapped_node, peer) -> None
     assert "/gradunc/labels" not in names and "/image" not in names  # nothing left on the unmapped names
 
 
+def test_the_camera_subscription_follows_the_reliability_the_camera_offers(remapped_node, peer) -> None:
+    from rclpy.qos import qos_profile_sensor_data
+
+    def node_reader(topic: str):
+        readers = [i for i in peer.get_subscriptions_info_by_topic(topic) if i.node_name == "gradunc_node"]
+        return readers[0].qos_profile.reliability if readers else None
+
+    reliable_camera = peer.create_publisher(Image, "/front/image_raw", RELIABLE)  # as in the test above
+    assert spin_until(peer, lambda: node_reader("/front/image_raw") == ReliabilityPolicy.RELIABLE, 20)
+    peer.destroy_publisher(reliable_camera)
+    # A best-effort camera joins: best effort matches it, so the node subscribes so.
+    best_effort_camera = peer.create_publisher(Image, "/front/image_raw", qos_profile_sensor_data)
+    assert spin_until(peer, lambda: node_reader("/front/image_raw") == ReliabilityPolicy.BEST_EFFORT, 20)
+    peer.destroy_publisher(best_effort_camera)
+
+
 def test_a_late_subscriber_gets_the_class_map_and_the_parameter_has_it(remapped_node, peer) -> None:
     time.sleep(1.0)  # well after the node published it
     received = _collect(peer, ["/front/gradunc/class_map"], String, LATCHED)["/front/gradunc/class_map"]
@@ -152,10 +168,23 @@ def test_lazy_cameras_are_not_inferred_and_more_than_256_classes_are_mono16(two_
     assert spin_until(peer, lambda: bool(lazy_labels), 60, send)
 
 
-@pytest.mark.parametrize("delay", (0.2, 0.6, 1.0))
+def _handles_sigterm(pid: int) -> bool:
+    """The process catches SIGTERM: the node's entry point has run (Python itself leaves SIGTERM alone)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return False
+
+
+@pytest.mark.parametrize("delay", (0.0, 0.3, 0.6, 1.0))
 def test_sigint_in_the_first_second_exits_zero_without_a_traceback(delay: float, ros_env, tmp_path) -> None:
+    """From the moment the node's entry point runs (the interpreter's own start, tens of milliseconds, is
+    before any program code), SIGINT while it imports, loads the model or starts ends it with exit code 0."""
     log = tmp_path / "node.log"
     process = start_node({"weights": "random"}, ros_env, log)
+    deadline = time.monotonic() + 30
+    while not _handles_sigterm(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.005)
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0, log.read_text()[-2000:]

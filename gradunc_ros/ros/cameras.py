@@ -24,6 +24,8 @@ class Camera:
     prefix: str  # where the outputs go: <prefix>/labels, ...
     info_topic: str  # where the camera's driver publishes its sensor_msgs/CameraInfo
     publishers: dict = field(default_factory=dict)
+    subscription: object = None  # of the camera topic, while active
+    reliability: str = ""  # of that subscription: best_effort or reliable
     info: object = None  # the newest CameraInfo, republished with each processed frame's header
     pending: object = None  # the newest frame, waiting for the worker
     received: int = 0

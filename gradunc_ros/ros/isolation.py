@@ -31,14 +31,16 @@ FOREIGN = (
 )
 
 
-def _local_graph(env: dict) -> dict:
+def _local_graph(env: dict, localhost: bool = True) -> dict:
     for name in FOREIGN:
         env.pop(name, None)
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    if os.environ.get("ROS_DISTRO") == "humble":  # Humble knows only the older variable
+    env.pop("ROS_LOCALHOST_ONLY", None)  # newer distributions warn when both variables are set
+    if not localhost:
+        env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+    elif os.environ.get("ROS_DISTRO") == "humble":  # Humble knows only the older variable
         env["ROS_LOCALHOST_ONLY"] = "1"
-    else:  # newer distributions warn when both are set
-        env.pop("ROS_LOCALHOST_ONLY", None)
+    else:
+        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     return env
 
 
@@ -85,10 +87,14 @@ def free_domain(candidates: Iterable[int] | None = None, seconds: float = 1.0) -
     raise RuntimeError(f"every ROS domain from {order[0]} to {order[-1]} has nodes on it: none is free")
 
 
-def private_ros_env(base: dict | None = None, home: str | None = None, domain: int | None = None) -> dict:
+def private_ros_env(
+    base: dict | None = None, home: str | None = None, domain: int | None = None, localhost: bool = True
+) -> dict:
     """An environment for child processes on a private graph: a free domain, localhost discovery, stock
-    transports, ROS logs under ``home`` (a new temporary folder by default)."""
-    env = _local_graph(dict(os.environ if base is None else base))
+    transports, ROS logs under ``home`` (a new temporary folder by default).  ``localhost=False`` keeps
+    the default discovery range (the transport benchmarks: Fast DDS's LARGE_DATA transports carry far
+    fewer large frames with localhost-only discovery)."""
+    env = _local_graph(dict(os.environ if base is None else base), localhost)
     env["ROS_DOMAIN_ID"] = str(free_domain() if domain is None else domain)
     env["ROS_HOME"] = home or tempfile.mkdtemp(prefix="gradunc_ros_home_")
     env["ROS_LOG_DIR"] = os.path.join(env["ROS_HOME"], "log")
@@ -101,5 +107,6 @@ def join_graph(env: dict) -> None:
     for name in FOREIGN:
         os.environ.pop(name, None)
     os.environ.pop("ROS_LOCALHOST_ONLY", None)
+    os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
     keep = ("ROS_DOMAIN_ID", "ROS_HOME", "ROS_LOG_DIR", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY")
     os.environ.update({name: env[name] for name in keep if name in env})

@@ -78,6 +78,7 @@ class GraduncNode(LifecycleNode):
         self._subscriptions: list = []
         self._timers: list = []
         self._latched: list = []
+        self._qos_timer = None
         self._active = False
         self._failure = ""
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -106,7 +107,7 @@ class GraduncNode(LifecycleNode):
 
     def _configure(self) -> None:
         value = self._value
-        input_reliability = reliability("input_reliability", value("input_reliability"))
+        self._input_reliability = reliability("input_reliability", value("input_reliability"), allow_auto=True)
         output_qos = _qos(reliability("output_reliability", value("output_reliability")), 10)
         topics = [self.resolve_topic_name(topic.strip()) for topic in value("image_topics") if topic.strip()]
         if not topics:
@@ -129,7 +130,6 @@ class GraduncNode(LifecycleNode):
         )
         self._threshold_for = settings.threshold_score or settings.head.canonical.name
         self._settings, self._threshold = settings, self._choose_threshold(settings, self._threshold_for)
-        self._input_qos = qos_profile_sensor_data if input_reliability == "best_effort" else _qos("reliable", 5)
         self._max_pixels = int(value("max_image_pixels"))
         self._stale_after = float(value("stale_after"))
         self._status_period = float(value("status_period"))
@@ -193,17 +193,14 @@ class GraduncNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             for camera in self._cameras:
-                kind = CompressedImage if camera.compressed else Image
-                self._subscriptions.append(
-                    self.create_subscription(
-                        kind, camera.topic, lambda m, c=camera: self._on_frame(c, m), self._input_qos
-                    )
-                )
+                self._subscribe(camera)
                 self._subscriptions.append(
                     self.create_subscription(
                         CameraInfo, camera.info_topic, lambda m, c=camera: self._on_info(c, m), qos_profile_sensor_data
                     )
                 )
+            if self._input_reliability == "auto":
+                self._qos_timer = self.create_timer(1.0, self._follow_camera_qos)
             with self._lock:
                 self._stopping = False
             self._worker = threading.Thread(target=self._work, name="gradunc_inference", daemon=True)
@@ -232,8 +229,40 @@ class GraduncNode(LifecycleNode):
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
+    def _offered_reliability(self, camera: Camera) -> str:
+        """input_reliability auto: reliable when every publisher of the camera topic offers it (a reliable
+        reader delivers large frames that best effort loses: benchmarks/camera_transport.py), else best
+        effort, which matches any publisher."""
+        if self._input_reliability != "auto":
+            return self._input_reliability
+        offered = [info.qos_profile.reliability for info in self.get_publishers_info_by_topic(camera.topic)]
+        return "reliable" if offered and all(r == ReliabilityPolicy.RELIABLE for r in offered) else "best_effort"
+
+    def _subscribe(self, camera: Camera) -> None:
+        camera.reliability = self._offered_reliability(camera)
+        qos = qos_profile_sensor_data if camera.reliability == "best_effort" else _qos("reliable", 5)
+        kind = CompressedImage if camera.compressed else Image
+        camera.subscription = self.create_subscription(
+            kind, camera.topic, lambda m, c=camera: self._on_frame(c, m), qos
+        )
+
+    def _follow_camera_qos(self) -> None:
+        """input_reliability auto: re-subscribe when a camera's publishers change what they offer."""
+        for camera in self._cameras:
+            if camera.subscription is not None and self._offered_reliability(camera) != camera.reliability:
+                self.destroy_subscription(camera.subscription)
+                self._subscribe(camera)
+                self.get_logger().info(f"{camera.topic}: its publishers offer {camera.reliability}: subscribed so")
+
     def _stop_worker(self) -> None:
         """Stop taking frames: unsubscribe, let the worker finish its batch, drop waiting frames."""
+        if self._qos_timer is not None:
+            self.destroy_timer(self._qos_timer)
+            self._qos_timer = None
+        for camera in self._cameras:
+            if camera.subscription is not None:
+                self.destroy_subscription(camera.subscription)
+                camera.subscription = None
         for subscription in self._subscriptions:
             self.destroy_subscription(subscription)
         self._subscriptions = []

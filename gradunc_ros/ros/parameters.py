@@ -70,7 +70,12 @@ PARAMETERS: dict[str, ParameterSpec] = {
         "camera topics, resolved and remapped as ROS names; one ending in /compressed is a CompressedImage",
         START_ONLY,
     ),
-    "input_reliability": ParameterSpec("best_effort", "camera QoS: best_effort (sensor data) or reliable", START_ONLY),
+    "input_reliability": ParameterSpec(
+        "auto",
+        "camera QoS: auto (reliable where every publisher of the camera offers it, else best effort), best_effort "
+        "(sensor data) or reliable",
+        START_ONLY,
+    ),
     "output_reliability": ParameterSpec("reliable", "output QoS: reliable or best_effort", START_ONLY),
     "autostart": ParameterSpec(
         True, "configure and activate at start; false: wait for lifecycle transitions (a managed node)", START_ONLY
@@ -124,10 +129,11 @@ def declare_all(node: Node) -> None:
         node.declare_parameter(name, spec.default, descriptor)
 
 
-def reliability(name: str, value: object) -> str:
+def reliability(name: str, value: object, allow_auto: bool = False) -> str:
     """A QoS reliability parameter's value, or ValueError naming the allowed ones."""
-    if value not in RELIABILITIES:
-        raise ValueError(f"{name} must be one of {', '.join(RELIABILITIES)}; got {value!r}")
+    allowed = ("auto", *RELIABILITIES) if allow_auto else RELIABILITIES
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
     return str(value)
 
 
