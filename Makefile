@@ -34,7 +34,8 @@ selfcheck: setup
 	$(VENV)/bin/gradunc-selfcheck
 
 demo: setup
-	$(PY) -m gradunc_ros.tools.demo --input "$(INPUT)" --out demo_out
+	# exec: the demo is make's own child, so that it ends with make (it asks for a signal when its parent dies).
+	exec $(PY) -m gradunc_ros.tools.demo --input "$(INPUT)" --out demo_out
 
 lock: setup
 	printf '# Exact versions for .venv, from pip freeze of a working set-up.\n# Regenerate: make lock\n' > requirements/constraints.txt.new

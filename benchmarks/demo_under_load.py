@@ -50,7 +50,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--hogs", type=int, default=2)
     args = parser.parse_args()
-    hogs = [start([sys.executable, "-c", HOG]) for _ in range(args.hogs)]
+    hogs = [start([sys.executable, "-c", HOG], stderr=subprocess.DEVNULL) for _ in range(args.hogs)]
     foreign = start([sys.executable, "-c", FOREIGN_GRAPH], stdout=subprocess.PIPE, text=True)
     passed = 0
     try:
@@ -66,6 +66,8 @@ def main() -> int:
             last = (result.stdout.strip().splitlines() or ["no output"])[-1]
             print(f"run {run}: {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.0f} s ({last})",
                   flush=True)  # fmt: skip
+            if not ok:  # the assertion that failed, for the record
+                print("\n".join(line for line in result.stdout.splitlines() if line.startswith("E ")), flush=True)
     finally:
         for hog in hogs:
             stop(hog, 5)

@@ -19,14 +19,28 @@ from collections.abc import Sequence
 PR_SET_PDEATHSIG = 1
 
 
+def _ask_for_signal_on_parent_death(signum: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
+
+
 def _die_with(parent: int):
     def preexec() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        _ask_for_signal_on_parent_death(signal.SIGKILL)
         if os.getppid() != parent:  # the parent died before the request took hold
             os._exit(1)
 
     return preexec
+
+
+def end_with_parent() -> None:
+    """This process gets SIGTERM when the process that started it dies (Linux), e.g. ``make`` killed with
+    SIGKILL: with ``raise_on_sigterm`` its ``finally`` blocks then stop its own children."""
+    if sys.platform.startswith("linux"):
+        parent = os.getppid()
+        _ask_for_signal_on_parent_death(signal.SIGTERM)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def start(command: Sequence[str], **popen_kwargs) -> subprocess.Popen:

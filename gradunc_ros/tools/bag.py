@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--restamp", action="store_true", help="stamp each frame with the time it is sent")
     live.add_argument(
         "--subscribers", type=non_negative_int, default=0,
-        help="wait until the camera topic has this many subscribers (at most --wait s, else exit 1); 0: just wait",
+        help="wait until every topic played has this many subscribers (at most --wait s, else exit 1); 0: just wait",
     )  # fmt: skip
     live.add_argument("--wait", type=positive_float, default=2.0, help="seconds to wait for the matches first")
     live.add_argument(

@@ -87,11 +87,9 @@ def play(args: argparse.Namespace) -> int:
         camera = args.camera or next((t for t in publishers if t.endswith(("image_raw", "/compressed"))), None)
         if answers.stamps and camera not in publishers:
             raise ValueError(f"--camera {camera} is not an image topic of {args.bag}: give the answered camera topic")
-        if args.subscribers:
-            watched = {camera: publishers[camera]} if camera in publishers else publishers
-            wait_for_match(
-                executor, watched, lambda p: p.get_subscription_count(), args.subscribers, args.wait, "subscriber"
-            )
+        if args.subscribers:  # every topic played: a reliable writer delivers only to readers it has matched
+            count_of = lambda p: p.get_subscription_count()  # noqa: E731
+            wait_for_match(executor, publishers, count_of, args.subscribers, args.wait, "subscriber")
             if answer_subscriptions:
                 count_of = lambda s: s.get_publisher_count()  # noqa: E731
                 wait_for_match(executor, answer_subscriptions, count_of, 1, args.wait, "publisher")

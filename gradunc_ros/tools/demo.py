@@ -29,7 +29,7 @@ import numpy as np
 
 from gradunc_ros.bagio import read_messages, stamp_ns
 from gradunc_ros.overlay import blend, colourise
-from gradunc_ros.processes import python_module, raise_on_sigterm, stop
+from gradunc_ros.processes import end_with_parent, python_module, raise_on_sigterm, stop
 from gradunc_ros.ros.codec import image_array, image_to_rgb
 from gradunc_ros.tools.common import ToolParser, output_folder, positive_float, positive_int
 
@@ -187,7 +187,7 @@ def run_demo(args: argparse.Namespace, started: float) -> dict:
             raise DemoError(f"{error}; node log: {_tail(out / 'node.log')}") from None
         ready.unlink()
         _say(
-            f"3/5 playing the bag into the node in lockstep (at most {args.rate:g} Hz) and recording its outputs",
+            "3/5 playing the bag into the node in lockstep (a frame once the last is answered), recording its outputs",
             started,
         )
         player_args = [
@@ -250,7 +250,7 @@ def run_demo(args: argparse.Namespace, started: float) -> dict:
         "frames_in": len(frames),
         "frames_out": evaluation["frames_scored"],
         "player": played,
-        "node": {k: diagnostics.get(k) for k in ("received", "processed", "dropped", "bad_frames", "failed")},
+        "node": {k: int(diagnostics.get(k, -1)) for k in ("received", "processed", "dropped", "bad_frames", "failed")},
         "ros_domain": int(env["ROS_DOMAIN_ID"]),
         "latency_ms_stamp_to_recorder": evaluation.get("latency_ms"),
         "ood_pixel": evaluation.get("pixel"),
@@ -288,13 +288,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = ToolParser(prog="gradunc-demo", description=__doc__)
     parser.add_argument("--input", default="../shared/data/camvid", help="frames: a CamVid root, a split or a folder")
     parser.add_argument("--out", type=output_folder, default="demo_out", help="output folder (default demo_out)")
-    parser.add_argument("--rate", type=positive_float, default=5.0, help="stamps of the frames, per second")
+    parser.add_argument(
+        "--rate",
+        type=positive_float,
+        default=5.0,
+        help="frames per second of the bag's stamps (the replay is lockstep)",
+    )
     parser.add_argument("--max-frames", type=positive_int, default=101, help="frames of the sequence (default 101)")
     parser.add_argument("--params-file", help="node parameter file (default: the package's config/gradunc.yaml)")
     parser.add_argument("--start-timeout", type=positive_float, default=120.0, help="seconds for the node to start")
     parser.add_argument("--answer-timeout", type=positive_float, default=60.0, help="seconds for the node per frame")
     args = parser.parse_args(argv)
     raise_on_sigterm()
+    end_with_parent()  # make (or a shell) killed: the demo and its processes end too
     started = time.monotonic()
     try:
         summary = run_demo(args, started)
