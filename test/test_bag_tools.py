@@ -124,7 +124,7 @@ def test_live_replay_through_the_node_in_lockstep(tmp_path: Path, tiny_camvid: P
     recorder = python_module(
         "gradunc_ros.tools.bag", "record", *outputs, "/camera/labels_gt", "--out", str(tmp_path / "rec"),
         "--ready-file", str(ready), "--match-timeout", "120", "--count", "6", "--stop-topics", *outputs[:2],
-        "--seconds", "300", env=private_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        "--idle", "120", "--seconds", "300", env=private_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 150

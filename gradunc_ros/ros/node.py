@@ -21,6 +21,7 @@ import json
 import threading
 
 import cv2
+import numpy as np
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -79,6 +80,8 @@ class GraduncNode(LifecycleNode):
         self._timers: list = []
         self._latched: list = []
         self._qos_timer = None
+        self._diagnostics = None
+        self._loaded = None
         self._active = False
         self._failure = ""
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -290,7 +293,7 @@ class GraduncNode(LifecycleNode):
             self.destroy_publisher(publisher)
         for timer in self._timers:
             self.destroy_timer(timer)
-        if getattr(self, "_diagnostics", None) is not None:
+        if self._diagnostics is not None:
             self.destroy_publisher(self._diagnostics)
         self._cameras, self._latched, self._timers, self._diagnostics = [], [], [], None
         self._pipeline = self._loaded = None
@@ -477,7 +480,7 @@ class GraduncNode(LifecycleNode):
             with self._lock:
                 latencies = list(camera.latencies_ms)
                 counts = (camera.received, camera.processed, camera.dropped, camera.bad, camera.failed)
-            p95 = f"{sorted(latencies)[int(0.95 * (len(latencies) - 1))]:.1f} ms" if latencies else "n/a"
+            p95 = f"{np.percentile(latencies, 95):.1f} ms" if latencies else "n/a"
             self.get_logger().info(
                 f"{camera.topic}: received {counts[0]}, processed {counts[1]}, dropped {counts[2]}, "
                 f"bad {counts[3]}, failed {counts[4]}, stamp-to-publish p95 {p95}"

@@ -52,12 +52,6 @@ class Answers:
         return all(stamp in seen for seen in self.stamps.values())
 
 
-def _restamped(raw: bytes, msgtype: str, stamp: int) -> bytes:
-    message = TYPESTORE.deserialize_cdr(raw, msgtype)
-    message.header.stamp.sec, message.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
-    return bytes(TYPESTORE.serialize_cdr(message, msgtype))
-
-
 def play(args: argparse.Namespace) -> int:
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from rosbags.rosbag2 import Reader
@@ -96,18 +90,22 @@ def play(args: argparse.Namespace) -> int:
             _spin_for(executor, 0.5)  # the other side of the match: their readers learn of our writers
         else:
             _spin_for(executor, args.wait)
+        needs_stamps = bool(args.restamp or answers.stamps or args.stamp_map)
         start_wall, first = time.monotonic(), None
         for connection, timestamp, raw in reader.messages(connections=connections):
             first = timestamp if first is None else first
             if not answers.stamps:
                 _spin_until(executor, start_wall + (timestamp - first) / 1e9 / args.rate)
-            recorded = stamp_ns(TYPESTORE.deserialize_cdr(raw, connection.msgtype))
-            if args.restamp:  # stamps become live; a frame and its labels keep one stamp
-                stamp = stamps.setdefault(recorded, node.get_clock().now().nanoseconds)
-                raw = _restamped(raw, connection.msgtype, stamp)
-            else:
-                stamp = stamps.setdefault(recorded, recorded)
-            publishers[connection.topic].publish(bytes(raw))  # already serialised: no decode
+            stamp = None
+            if needs_stamps:  # otherwise the message goes out as recorded, never decoded
+                message = TYPESTORE.deserialize_cdr(raw, connection.msgtype)
+                recorded = stamp_ns(message)
+                # --restamp: stamps become live; a frame and its labels keep one stamp
+                stamp = stamps.setdefault(recorded, node.get_clock().now().nanoseconds if args.restamp else recorded)
+                if args.restamp:
+                    message.header.stamp.sec, message.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+                    raw = TYPESTORE.serialize_cdr(message, connection.msgtype)
+            publishers[connection.topic].publish(bytes(raw))  # serialised already
             counts["published"] += 1
             if connection.topic == camera and answers.stamps:
                 counts["frames"] += 1
