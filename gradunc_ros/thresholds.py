@@ -15,12 +15,14 @@ written by ``gradunc-calibrate --table``), one per score setting
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from .postprocess import MaskSettings
 from .uncertainty import HeadSettings
 
 TABLE_SUFFIX = ".thresholds.yaml"
@@ -74,6 +76,13 @@ class ThresholdChoice:
     value: float | None
     source: str  # "explicit", "calibrated" or "none"
     warning: str | None = None
+
+    def mask(self, settings: MaskSettings | None = None) -> MaskSettings | None:
+        """``settings`` (region of interest, minimum area; default: none) with this threshold, or None
+        where there is no threshold (then no mask is made)."""
+        if self.value is None:
+            return None
+        return dataclasses.replace(settings or MaskSettings(), threshold=self.value)
 
     def describe(self) -> str:
         if self.value is None:

@@ -15,7 +15,6 @@ its input's header.  See config/gradunc.yaml for the parameters.
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import json
 import threading
@@ -436,7 +435,7 @@ class GraduncNode(LifecycleNode):
     def _publish(
         self, camera: Camera, header, image, prediction, settings: RuntimeSettings, threshold: ThresholdChoice
     ) -> None:
-        mask = None if threshold.value is None else dataclasses.replace(settings.mask, threshold=threshold.value)
+        mask = threshold.mask(settings.mask)
         outputs = render_outputs(
             image, prediction, len(self._loaded.class_names), mask, self._loaded.colours, settings.publish_overlay
         )

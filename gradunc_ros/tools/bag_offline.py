@@ -30,7 +30,6 @@ from gradunc_ros.evaluation.datasets import CAMVID_OOD_LABELS, IDENTITY_OOD
 from gradunc_ros.evaluation.metrics import component_metrics, pixel_metrics
 from gradunc_ros.imageio import ImageDecodeError, read_label, read_rgb
 from gradunc_ros.outputs import render_outputs
-from gradunc_ros.postprocess import MaskSettings
 from gradunc_ros.ros.codec import compressed_to_rgb, image_array, image_to_rgb
 from gradunc_ros.ros.topics import output_topics
 
@@ -106,7 +105,7 @@ def _run_offline(args: argparse.Namespace, bag: Path, available: dict) -> tuple[
     print(f"gradunc-bag: {choice.describe()}", file=sys.stderr)
     if choice.warning:
         print(f"gradunc-bag: {choice.warning}", file=sys.stderr)
-    mask = MaskSettings(threshold=choice.value) if choice.value is not None else None
+    mask = choice.mask()
     topics = output_topics(camera)
     scores, labels = {}, {}
     with BagWriter(Path(args.out), args.storage) as out:

@@ -72,7 +72,6 @@ def output_stems(images: list[str], out: Path) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from gradunc_ros.outputs import render_outputs
     from gradunc_ros.pipeline import SegmentationPipeline
-    from gradunc_ros.postprocess import MaskSettings
     from gradunc_ros.thresholds import choose_threshold, table_for_weights
 
     stems = output_stems(args.images, args.out)
@@ -82,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     choice = choose_threshold(settings, table_for_weights(loaded.weights), args.threshold)
     if choice.warning:
         print(f"gradunc-infer: {choice.warning}", file=sys.stderr)
-    mask = MaskSettings(threshold=choice.value) if choice.value is not None else None
+    mask = choice.mask()
     failed = 0
     for path, stem in tqdm(
         list(zip(args.images, stems, strict=True)), desc="images", unit="image", disable=len(stems) < 2

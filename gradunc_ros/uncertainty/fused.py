@@ -17,6 +17,8 @@ import os
 import torch
 from torch import Tensor, nn
 
+from .pgn import effective_gradient_of
+
 FUSED_CHOICES = ("auto", "off", "triton")
 
 
@@ -98,8 +100,7 @@ def fused_scores(
         raise ValueError(f"unknown gradient_of {gradient_of!r}")
     if mode not in ("exact", "reference"):
         raise ValueError(f"unknown mode {mode!r}")
-    if gradient_of == "layer" and layer.bias is None:
-        gradient_of = "weights"
+    gradient_of = effective_gradient_of(layer, gradient_of)
     features = features.contiguous()
     weight, bias, stride, classes = packed or weight_matrix(layer, features.dtype)
     batch, _, height, width = features.shape

@@ -32,7 +32,16 @@ from torch import Tensor, nn
 from .baselines import BASELINES
 from .fused import FUSED_CHOICES, FusedLastLayer, fusable_layer, triton_runs_on
 from .norms import P_MAX, P_MIN
-from .pgn import GRADIENTS_OF, MODES, class_log_norm, combine_factors, pgn_for_layer, pgn_penultimate, predicted_class
+from .pgn import (
+    GRADIENTS_OF,
+    MODES,
+    class_log_norm,
+    combine_factors,
+    effective_gradient_of,
+    pgn_for_layer,
+    pgn_penultimate,
+    predicted_class,
+)
 from .resample import log_bilinear_resize, log_pnorm_of_upsampled
 
 GRADIENT_SCORES = {"pgn_oh": "onehot", "pgn_uni": "uniform"}
@@ -320,7 +329,7 @@ class GradientUncertaintyHead(nn.Module):
         feature_norm = log_pnorm_of_upsampled(features, tuple(logits.shape[-2:]), settings.p, self.align_corners)
         if factors:
             return class_norm, feature_norm.to(torch.float32)
-        gradient_of = settings.gradient_of if layer.bias is not None else "weights"
+        gradient_of = effective_gradient_of(layer, settings.gradient_of)
         return combine_factors(class_norm, feature_norm, settings.p, gradient_of).to(torch.float32)
 
 

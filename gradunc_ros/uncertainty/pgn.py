@@ -137,6 +137,11 @@ def combine_factors(class_part: Tensor, feature_part: Tensor, p: float, gradient
     return class_part + torch.logaddexp(p * feature_part, torch.zeros_like(feature_part)) / p
 
 
+def effective_gradient_of(layer: nn.Module, gradient_of: GradientOf) -> GradientOf:
+    """The whole layer of a layer without a bias is its weights (the bias part does not exist)."""
+    return "weights" if gradient_of == "layer" and getattr(layer, "bias", None) is None else gradient_of
+
+
 def _score(
     class_part: Tensor, feature_part: Callable[[], Tensor], p: float, gradient_of: GradientOf, log: bool, factors: bool
 ) -> Tensor | tuple[Tensor, Tensor]:
@@ -144,8 +149,9 @@ def _score(
     _check_choice("gradient_of", gradient_of, GRADIENTS_OF)
     if factors:
         return class_part.to(torch.float32), feature_part().to(torch.float32)
-    features = feature_part() if gradient_of != "bias" else class_part
-    return _finish(combine_factors(class_part, features, p, gradient_of), log)
+    if gradient_of == "bias":
+        return _finish(class_part, log)
+    return _finish(combine_factors(class_part, feature_part(), p, gradient_of), log)
 
 
 def _check_grid(probs: Tensor, features_grid: tuple[int, ...], what: str) -> None:
@@ -414,12 +420,7 @@ def pgn_for_layer(
     "layer" on a layer without a bias is its weights' gradient; "bias" there is the logit gradient.
     """
     closed_form, geometry = closed_form_for(layer)
-    if gradient_of == "layer" and getattr(layer, "bias", None) is None:
-        gradient_of = "weights"
-    if closed_form in (pgn, pgn_linear):
-        return closed_form(
-            probs, layer_input, p, label, mode, log, from_logits=from_logits, gradient_of=gradient_of, factors=factors
-        )
+    gradient_of = effective_gradient_of(layer, gradient_of)
     return closed_form(
         probs, layer_input, p, label=label, mode=mode, log=log, from_logits=from_logits, gradient_of=gradient_of,
         factors=factors, **geometry,
