@@ -14,9 +14,12 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 
 PR_SET_PDEATHSIG = 1
+TEARDOWN_SECONDS = 10.0
+_stuck: list[str] = []  # teardowns still running in their thread: the process must leave without them
 
 
 def _ask_for_signal_on_parent_death(signum: int) -> None:
@@ -74,3 +77,40 @@ def raise_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+
+
+def bounded_teardown(steps: Callable[[], None], what: str, seconds: float = TEARDOWN_SECONDS) -> None:
+    """Run ``steps`` (a library's shutdown) for at most ``seconds``, in a thread of its own.
+
+    Closing Fast DDS can hang (a transport thread never joins), and a tool that
+    has done its job must still exit.  Past the bound this says so in one line
+    and ``leave`` then ends the process without the interpreter's own shutdown,
+    which would wait on the same library.  An error in ``steps`` is raised here.
+    """
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            steps()
+        except BaseException as error:  # noqa: BLE001 - handed to the caller below
+            errors.append(error)
+
+    thread = threading.Thread(target=run, name=f"teardown of {what}", daemon=True)
+    thread.start()
+    try:
+        thread.join(seconds)
+    finally:  # a signal while waiting leaves the thread running too
+        if thread.is_alive():
+            _stuck.append(what)
+            print(f"{what} did not shut down in {seconds:g} s; leaving without it", file=sys.stderr, flush=True)
+    if errors:
+        raise errors[0]
+
+
+def leave(code: int) -> int:
+    """``code``, or, when a teardown is still stuck, exit with it at once (streams flushed)."""
+    if _stuck:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -111,6 +111,19 @@ def private_env(tmp_path: Path) -> dict:
     return private_ros_env(home=str(tmp_path / "ros_home"))
 
 
+def _finish(process: subprocess.Popen, seconds: float) -> tuple[str, str]:
+    """A child's output once it ends by itself within ``seconds``; else it is interrupted and the test fails
+    with what it printed (a recorder says how many frames it held)."""
+    from gradunc_ros.processes import stop
+
+    try:
+        return process.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        stop(process)
+        out, err = process.communicate()
+        pytest.fail(f"still running {seconds:g} s later; stopped, it printed: {out.strip()} {err.strip()}")
+
+
 def test_live_replay_through_the_node_in_lockstep(tmp_path: Path, tiny_camvid: Path, weights: Path, private_env):
     from gradunc_ros.processes import python_module, stop
 
@@ -136,7 +149,7 @@ def test_live_replay_through_the_node_in_lockstep(tmp_path: Path, tiny_camvid: P
         assert played.returncode == 0, played.stderr
         counts = json.loads(played.stdout.strip().splitlines()[-1])
         assert counts["frames"] == counts["answered"] == 6 and counts["unanswered"] == 0
-        out, err = recorder.communicate(timeout=60)
+        out, err = _finish(recorder, 60)
         assert recorder.returncode == 0, err
     finally:
         stop(recorder)

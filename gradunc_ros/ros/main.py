@@ -19,12 +19,14 @@ def _interrupt(_signum: int, _frame) -> None:
 def main(args: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
+    from gradunc_ros.processes import leave
+
     try:
         from .node import run
 
-        return run(args)
+        return leave(run(args))
     except KeyboardInterrupt:  # before rclpy took the signals over, or while it let one through
-        return 0
+        return leave(0)
 
 
 if __name__ == "__main__":

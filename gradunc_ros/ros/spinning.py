@@ -2,7 +2,10 @@
 
 Destroying a node that the global executor (``rclpy.spin_once(node)``) has
 seen can hang in ``destroy_node`` on the Kilted wheels; removing the node from
-its own executor and shutting that down first does not.
+its own executor and shutting that down first does not.  Fast DDS can still
+hang while closing on a busy machine, so the teardown is bounded
+(``processes.bounded_teardown``) and a tool's exit code is passed through
+``processes.leave``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from contextlib import contextmanager
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
+
+from gradunc_ros.processes import bounded_teardown
 
 
 @contextmanager
@@ -25,10 +30,14 @@ def own_node(name: str) -> Iterator[tuple[rclpy.node.Node, SingleThreadedExecuto
     try:
         yield node, executor
     finally:
-        executor.remove_node(node)
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+
+        def teardown() -> None:
+            executor.remove_node(node)
+            executor.shutdown()
+            node.destroy_node()
+            rclpy.try_shutdown()
+
+        bounded_teardown(teardown, f"ROS node {name}")
 
 
 def watch_diagnostics(running: Callable[[], bool], linger: float = 1.0, name: str = "gradunc_monitor") -> dict:

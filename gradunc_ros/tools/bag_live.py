@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from rosbags.rosbag2 import Writer
+
 from gradunc_ros.bagio import COMPRESSED, IMAGE, STORAGE, TYPESTORE, stamp_ns
 
 
@@ -146,7 +148,6 @@ def record(args: argparse.Namespace) -> int:
     from rclpy.executors import ExternalShutdownException
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rclpy.serialization import serialize_message
-    from rosbags.rosbag2 import Writer
     from sensor_msgs.msg import Image
 
     from gradunc_ros.ros.spinning import own_node
@@ -186,13 +187,23 @@ def record(args: argparse.Namespace) -> int:
                     break
         except (KeyboardInterrupt, ExternalShutdownException):
             interrupted = True
-    writer = Writer(Path(args.out), version=9, storage_plugin=STORAGE[args.storage])
+        # Written before the middleware is torn down: the recording is safe whatever that does.
+        _write_recording(Path(args.out), STORAGE[args.storage], received, serialize_message)
+        counts = ", ".join(f"{topic} {len(stamps)}" for topic, stamps in seen.items())
+        print(
+            f"recorded {len(received)} message(s) to {args.out} (frames: {counts})"
+            + (" (interrupted)" if interrupted else ""),
+            flush=True,
+        )
+    return 0
+
+
+def _write_recording(out: Path, storage, received: list[tuple[str, int, object]], serialize) -> None:
+    writer = Writer(out, version=9, storage_plugin=storage)
     writer.open()
     connections = {}
     for topic, receive_ns, message in received:
         if topic not in connections:
             connections[topic] = writer.add_connection(topic, IMAGE, typestore=TYPESTORE)
-        writer.write(connections[topic], receive_ns, serialize_message(message))
+        writer.write(connections[topic], receive_ns, serialize(message))
     writer.close()
-    print(f"recorded {len(received)} message(s) to {args.out}" + (" (interrupted)" if interrupted else ""))
-    return 0

@@ -189,7 +189,14 @@ def first_line(error: BaseException) -> str:
 
 
 def one_line_errors(prog: str, work: Callable[[], int]) -> int:
-    """Run ``work``; a failure a user can act on (bad file, out of memory, ...) is one line and exit 1."""
+    """Run ``work``; a failure a user can act on (bad file, out of memory, ...) is one line and exit 1.
+    A process whose ROS teardown hung exits here with the code (``processes.leave``)."""
+    from gradunc_ros.processes import leave
+
+    return leave(_code_of(prog, work))
+
+
+def _code_of(prog: str, work: Callable[[], int]) -> int:
     from gradunc_ros.pipeline import is_out_of_memory
 
     try:

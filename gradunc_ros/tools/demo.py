@@ -29,7 +29,7 @@ import numpy as np
 
 from gradunc_ros.bagio import read_messages, stamp_ns
 from gradunc_ros.overlay import blend, colourise
-from gradunc_ros.processes import end_with_parent, python_module, raise_on_sigterm, stop
+from gradunc_ros.processes import end_with_parent, leave, python_module, raise_on_sigterm, stop
 from gradunc_ros.ros.codec import image_array, image_to_rgb
 from gradunc_ros.tools.common import ToolParser, output_folder, positive_float, positive_int
 
@@ -299,6 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-timeout", type=positive_float, default=120.0, help="seconds for the node to start")
     parser.add_argument("--answer-timeout", type=positive_float, default=60.0, help="seconds for the node per frame")
     args = parser.parse_args(argv)
+    return leave(_run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
     raise_on_sigterm()
     end_with_parent()  # make (or a shell) killed: the demo and its processes end too
     started = time.monotonic()
