@@ -176,10 +176,12 @@ def _handles_sigterm(pid: int) -> bool:
     return False
 
 
-@pytest.mark.parametrize("delay", (0.0, 0.3, 0.6, 1.0))
-def test_sigint_in_the_first_second_exits_zero_without_a_traceback(delay: float, ros_env, tmp_path) -> None:
+@pytest.mark.parametrize("delay", (0.0, 0.3, 0.6, 0.8, 1.0, 2.0))
+def test_sigint_during_start_up_exits_zero_without_a_traceback(delay: float, ros_env, tmp_path) -> None:
     """From the moment the node's entry point runs (the interpreter's own start, tens of milliseconds, is
-    before any program code), SIGINT while it imports, loads the model or starts ends it with exit code 0."""
+    before any program code), SIGINT while it imports, loads the model or starts ends it with exit code 0:
+    no traceback, no abort from a KeyboardInterrupt raised inside one of PyTorch's C++ callbacks, no exit
+    by signal from one raised inside exec()'d source (both seen with Python's own handler)."""
     log = tmp_path / "node.log"
     process = start_node({"weights": "random"}, ros_env, log)
     deadline = time.monotonic() + 30

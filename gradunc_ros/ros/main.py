@@ -1,9 +1,11 @@
 """The ``gradunc_node`` executable: SIGINT or SIGTERM at any moment ends it with exit code 0.
 
 Importing the node loads PyTorch, OpenCV and rclpy, which takes a second or
-more; a signal in that time would otherwise end the process with a
-traceback.  So this small module takes the signals first, then imports the
-node (which hands them to rclpy once it starts).
+more, and Python's own SIGINT handler would raise KeyboardInterrupt wherever
+the import happens to be, even inside a C++ callback of PyTorch's, which then
+aborts the process.  So this small module takes both signals first and only
+notes them; the node stops at the next safe point (after the imports, after
+start-up, or when rclpy, whose handlers call this one, shuts its context).
 """
 
 from __future__ import annotations
@@ -11,22 +13,28 @@ from __future__ import annotations
 import signal
 import sys
 
+_signals: list[int] = []
 
-def _interrupt(_signum: int, _frame) -> None:
-    raise KeyboardInterrupt
+
+def _note(signum: int, _frame) -> None:
+    _signals.append(signum)
+
+
+def stop_requested() -> bool:
+    """SIGINT or SIGTERM arrived since the entry point ran."""
+    return bool(_signals)
 
 
 def main(args: list[str] | None = None) -> int:
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _note)
+    signal.signal(signal.SIGTERM, _note)
     from gradunc_ros.processes import leave
 
-    try:
-        from .node import run
+    from .node import run
 
-        return leave(run(args))
-    except KeyboardInterrupt:  # before rclpy took the signals over, or while it let one through
-        return leave(0)
+    if stop_requested():
+        return 0
+    return leave(run(args, stop_requested))
 
 
 if __name__ == "__main__":

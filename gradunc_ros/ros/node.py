@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import json
 import threading
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -498,26 +499,31 @@ def _label_info(class_names: tuple[str, ...]):
     return message
 
 
-def run(args: list[str] | None = None) -> int:
-    """Start, spin until SIGINT or SIGTERM, stop; exit code 1 with 'cannot start: <reason>' when it cannot."""
+def run(args: list[str] | None = None, stop_requested: Callable[[], bool] = lambda: False) -> int:
+    """Start, spin until SIGINT or SIGTERM, stop; exit code 1 with 'cannot start: <reason>' when it cannot.
+    ``stop_requested`` says that a signal came before rclpy took the signals over (``main``)."""
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    rclpy.init(args=args)
+    rclpy.init(args=args)  # its signal handlers shut the context down, then call the entry point's
     node = executor = None
     code = 0
     try:
         node = GraduncNode()
         executor = SingleThreadedExecutor()  # our own: tearing down the global one can hang (ros/spinning.py)
         executor.add_node(node)
-        executor.spin()
+        if not stop_requested():
+            executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as error:  # noqa: BLE001 - anything before spinning is a start-up fault
-        if node is not None:
+        if stop_requested() or not rclpy.ok():
+            pass  # a signal during start-up shut the context down under it: a stop, not a fault
+        elif node is not None:
             raise
-        reason = str(error) if isinstance(error, StartError) else f"{type(error).__name__}: {error}"
-        rclpy.logging.get_logger("gradunc_node").fatal(f"cannot start: {reason}")
-        code = 1
+        else:
+            reason = str(error) if isinstance(error, StartError) else f"{type(error).__name__}: {error}"
+            rclpy.logging.get_logger("gradunc_node").fatal(f"cannot start: {reason}")
+            code = 1
     finally:
         if node is not None:
             node.shutdown()  # the model and the device memory go first, whatever the middleware does next
