@@ -10,6 +10,7 @@ normally stops its children itself with ``stop``.  No ROS here.
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 
 PR_SET_PDEATHSIG = 1
 TEARDOWN_SECONDS = 10.0
+BACKSTOP_SECONDS = 5.0
 _stuck: list[str] = []  # teardowns still running in their thread: the process must leave without them
 
 
@@ -85,7 +87,10 @@ def bounded_teardown(steps: Callable[[], None], what: str, seconds: float = TEAR
     Closing Fast DDS can hang (a transport thread never joins), and a tool that
     has done its job must still exit.  Past the bound this says so in one line
     and ``leave`` then ends the process without the interpreter's own shutdown,
-    which would wait on the same library.  An error in ``steps`` is raised here.
+    which would wait on the same library.  A hang that holds the GIL would stop
+    this thread too, so faulthandler's watchdog (a C thread) ends the process
+    with exit code 1 and the threads' stacks ``BACKSTOP_SECONDS`` later.  An
+    error in ``steps`` is raised here.
     """
     errors: list[BaseException] = []
 
@@ -96,10 +101,12 @@ def bounded_teardown(steps: Callable[[], None], what: str, seconds: float = TEAR
             errors.append(error)
 
     thread = threading.Thread(target=run, name=f"teardown of {what}", daemon=True)
+    faulthandler.dump_traceback_later(seconds + BACKSTOP_SECONDS, exit=True)
     thread.start()
     try:
         thread.join(seconds)
     finally:  # a signal while waiting leaves the thread running too
+        faulthandler.cancel_dump_traceback_later()
         if thread.is_alive():
             _stuck.append(what)
             print(f"{what} did not shut down in {seconds:g} s; leaving without it", file=sys.stderr, flush=True)

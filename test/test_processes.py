@@ -37,6 +37,27 @@ def test_a_hung_teardown_still_exits_with_the_tools_code_and_says_why() -> None:
     assert time.monotonic() - started < 30
 
 
+GIL_HOLDING_TOOL = textwrap.dedent(
+    """
+    import ctypes, sys
+    from gradunc_ros.processes import bounded_teardown, leave
+    # A C call made without releasing the GIL: no Python thread can run until it returns.
+    bounded_teardown(lambda: ctypes.PyDLL(None).sleep(3600), "the test middleware", seconds=0.5)
+    sys.exit(leave(0))
+    """
+)
+
+
+def test_a_hung_teardown_that_holds_the_gil_ends_the_process_with_code_1_and_the_stacks() -> None:
+    from gradunc_ros.processes import BACKSTOP_SECONDS
+
+    started = time.monotonic()
+    finished = subprocess.run([sys.executable, "-c", GIL_HOLDING_TOOL], capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 1
+    assert finished.stderr.startswith("Timeout (") and "bounded_teardown" in finished.stderr
+    assert 0.5 + BACKSTOP_SECONDS <= time.monotonic() - started < 30
+
+
 def test_a_teardown_that_finishes_is_waited_for_and_its_error_raised() -> None:
     done = []
     bounded_teardown(lambda: done.append(True), "quick", seconds=30)
