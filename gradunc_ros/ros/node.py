@@ -41,11 +41,11 @@ from ..models import load_model
 from ..models.preprocess import parse_size
 from ..outputs import OUTPUTS, render_outputs
 from ..pipeline import SegmentationPipeline, free_device_memory, is_out_of_memory
-from ..processes import bounded_teardown
 from ..thresholds import ThresholdChoice, choose_threshold, table_for_weights
 from .cameras import Camera, status_level
 from .codec import ImageDecodeError, array_to_image, compressed_to_rgb, image_to_rgb
 from .parameters import RUNTIME, RuntimeSettings, declare_all, reliability, runtime_settings
+from .spinning import close_ros
 from .topics import camera_info_topic, output_prefixes
 from .transport import describe_transport
 
@@ -527,16 +527,7 @@ def run(args: list[str] | None = None, stop_requested: Callable[[], bool] = lamb
     finally:
         if node is not None:
             node.shutdown()  # the model and the device memory go first, whatever the middleware does next
-
-        def teardown() -> None:
-            if node is not None:
-                if executor is not None:
-                    executor.remove_node(node)
-                    executor.shutdown()
-                node.destroy_node()
-            rclpy.try_shutdown()
-
-        bounded_teardown(teardown, "gradunc_node's ROS middleware")
+        close_ros(node, executor, "gradunc_node's ROS middleware")
     return code
 
 

@@ -30,14 +30,22 @@ def own_node(name: str) -> Iterator[tuple[rclpy.node.Node, SingleThreadedExecuto
     try:
         yield node, executor
     finally:
+        close_ros(node, executor, f"ROS node {name}")
 
-        def teardown() -> None:
-            executor.remove_node(node)
+
+def close_ros(node: rclpy.node.Node | None, executor: SingleThreadedExecutor | None, what: str) -> None:
+    """The node's executor, the node, then rclpy itself, in a teardown bounded in time (either may be None)."""
+
+    def teardown() -> None:
+        if executor is not None:
+            if node is not None:
+                executor.remove_node(node)
             executor.shutdown()
+        if node is not None:
             node.destroy_node()
-            rclpy.try_shutdown()
+        rclpy.try_shutdown()
 
-        bounded_teardown(teardown, f"ROS node {name}")
+    bounded_teardown(teardown, what)
 
 
 def watch_diagnostics(running: Callable[[], bool], linger: float = 1.0, name: str = "gradunc_monitor") -> dict:
