@@ -67,9 +67,13 @@ class BagWriter:
 
     def write(self, topic: str, message, timestamp_ns: int) -> None:
         msgtype = message.__msgtype__
+        self.write_serialized(topic, msgtype, TYPESTORE.serialize_cdr(message, msgtype), timestamp_ns)
+
+    def write_serialized(self, topic: str, msgtype: str, data: bytes, timestamp_ns: int) -> None:
+        """A message already in CDR (e.g. rclpy's ``serialize_message``) of type ``msgtype``."""
         if topic not in self._connections:
             self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE)
-        self._writer.write(self._connections[topic], timestamp_ns, TYPESTORE.serialize_cdr(message, msgtype))
+        self._writer.write(self._connections[topic], timestamp_ns, data)
 
     def __exit__(self, *exc) -> None:
         self._writer.close()

@@ -18,9 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from rosbags.rosbag2 import Writer
-
-from gradunc_ros.bagio import COMPRESSED, IMAGE, STORAGE, TYPESTORE, stamp_ns
+from gradunc_ros.bagio import COMPRESSED, IMAGE, TYPESTORE, BagWriter, stamp_ns
 
 
 class MatchTimeoutError(RuntimeError):
@@ -188,7 +186,9 @@ def record(args: argparse.Namespace) -> int:
         except (KeyboardInterrupt, ExternalShutdownException):
             interrupted = True
         # Written before the middleware is torn down: the recording is safe whatever that does.
-        _write_recording(Path(args.out), STORAGE[args.storage], received, serialize_message)
+        with BagWriter(Path(args.out), args.storage) as bag:
+            for topic, receive_ns, message in received:
+                bag.write_serialized(topic, IMAGE, serialize_message(message), receive_ns)
         counts = ", ".join(f"{topic} {len(stamps)}" for topic, stamps in seen.items())
         print(
             f"recorded {len(received)} message(s) to {args.out} (frames: {counts})"
@@ -196,14 +196,3 @@ def record(args: argparse.Namespace) -> int:
             flush=True,
         )
     return 0
-
-
-def _write_recording(out: Path, storage, received: list[tuple[str, int, object]], serialize) -> None:
-    writer = Writer(out, version=9, storage_plugin=storage)
-    writer.open()
-    connections = {}
-    for topic, receive_ns, message in received:
-        if topic not in connections:
-            connections[topic] = writer.add_connection(topic, IMAGE, typestore=TYPESTORE)
-        writer.write(connections[topic], receive_ns, serialize(message))
-    writer.close()
