@@ -16,7 +16,9 @@ run (interleaved A, B, C, A, B, C, ... so that clocks and heat affect all alike)
 
 Times are medians of ``--runs`` runs after ``--warmup``, with CUDA events on a
 GPU and perf_counter on the CPU.  Overhead = (variant - forward) / forward.
-The default model has its shipped weights; the others random weights (the time
+The default model has its shipped weights, factories (``--models
+package.module:function --model-path DIR``, e.g. ``byom_models:segformer_b0
+--model-path examples/byom``) their own; the others random weights (the time
 does not depend on the values).
 """
 
@@ -29,9 +31,9 @@ from collections.abc import Callable
 
 import torch
 
-from gradunc_ros.models import get_spec, load_model
+from gradunc_ros.models import is_factory_reference, load_model
 from gradunc_ros.pipeline import PRECISIONS
-from gradunc_ros.uncertainty import DEFAULT_SCORE, GradientUncertaintyHead, HeadSettings
+from gradunc_ros.uncertainty import DEFAULT_SCORE, HeadSettings, logits_of
 from gradunc_ros.uncertainty.fused import triton_runs_on
 from gradunc_ros.uncertainty.pgn import predicted_class
 
@@ -59,26 +61,25 @@ def timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
 
 
 def variants(
-    name: str, device: torch.device, dtype: torch.dtype, settings: HeadSettings
+    name: str, device: torch.device, dtype: torch.dtype, settings: HeadSettings, model_path: str | None
 ) -> dict[str, Callable[[torch.Tensor], object]]:
-    spec = get_spec(name)
-    model = (load_model() if name == "erfnet" else load_model(name, "random")).model.to(device, dtype)
-    kwargs = dict(penultimate_conv=spec.penultimate_conv, penultimate_bn=spec.penultimate_bn,
-                  align_corners=spec.align_corners)  # fmt: skip
-    plain = GradientUncertaintyHead(model, spec.last_layer, settings, fused="off", **kwargs)
-    runs = {"forward": lambda x: predicted_class(model(x)), "plain": plain}
+    loaded = load_model(name, None if name == "erfnet" or is_factory_reference(name) else "random",
+                        model_path=model_path)  # fmt: skip
+    model = loaded.model.to(device, dtype)
+    key = loaded.card.output_key
+    runs = {"forward": lambda x: predicted_class(logits_of(model(x), key)), "plain": loaded.make_head(settings)}
     if triton_runs_on(device):
-        runs["fused"] = GradientUncertaintyHead(model, spec.last_layer, settings, fused="triton", **kwargs)
+        runs["fused"] = loaded.make_head(settings, fused="triton")
     return runs
 
 
 @torch.no_grad()
 def measure(
     name: str, size: tuple[int, int], dtype: torch.dtype, device: torch.device, runs: int, warmup: int,
-    settings: HeadSettings,
+    settings: HeadSettings, model_path: str | None = None,
 ):  # fmt: skip
     width, height = size
-    calls = variants(name, device, dtype, settings)
+    calls = variants(name, device, dtype, settings, model_path)
     x = torch.randn(1, 3, height, width, device=device).to(dtype)
     clock = timer(device)
     times: dict[str, list[float]] = {key: [] for key in calls}
@@ -92,7 +93,12 @@ def measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="erfnet,deeplabv3plus_resnet50,deeplabv3plus_wrn38")
+    parser.add_argument(
+        "--models",
+        default="erfnet,deeplabv3plus_resnet50,deeplabv3plus_wrn38",
+        help="registered names or factories package.module:function (their own weights)",
+    )
+    parser.add_argument("--model-path", help="folder to import factories from, e.g. examples/byom")
     parser.add_argument("--sizes", default="480x360,1024x512,2048x1024")
     parser.add_argument("--precisions", default="float32,bfloat16,float16")
     parser.add_argument("--runs", type=int, default=50)
@@ -117,7 +123,9 @@ def main() -> None:
             for precision in args.precisions.split(","):
                 if device.type == "cpu" and precision != "float32":
                     continue  # half precision on the CPU measures emulation, not the method
-                t = measure(model, size, PRECISIONS[precision], device, args.runs, args.warmup, settings)
+                t = measure(
+                    model, size, PRECISIONS[precision], device, args.runs, args.warmup, settings, args.model_path
+                )
                 base = t["forward"]
                 fused = f"{t['fused']:.3f} | {100 * (t['fused'] - base) / base:+.2f} %" if "fused" in t else "n/a | n/a"
                 print(f"| {model} | {size_text} | {precision} | {base:.3f} | {t['plain']:.3f} "

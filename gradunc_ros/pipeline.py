@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .models.card import ModelCard
 from .models.loading import LoadedModel
 from .models.preprocess import fit_to_multiple, normalise, resize_input
-from .uncertainty import GradientUncertaintyHead, HeadSettings, log_bilinear_resize
+from .uncertainty import HeadSettings, log_bilinear_resize
 from .uncertainty.fused import triton_runs_on
 from .uncertainty.pgn import predicted_class
 
@@ -50,6 +51,13 @@ def free_device_memory() -> None:
     """Give cached CUDA blocks back after a failure; call once the failing frame's tensors are gone."""
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def network_input(images: Tensor, card: ModelCard, size: tuple[int, int]) -> Tensor:
+    """N x H x W x 3 uint8 RGB (any device) to the network's normalised float input of ``size`` (height,
+    width), as the model card says (channel order, pixel scale, mean, std): the pipeline's and training's."""
+    x = normalise(images, card.mean, card.std, channel_order=card.channel_order, pixel_scale=card.pixel_scale)
+    return resize_input(x, size)
 
 
 @dataclass
@@ -87,18 +95,9 @@ class SegmentationPipeline:
         self.dtype = PRECISIONS[precision]
         if fused == "triton" and not triton_runs_on(self.device):
             raise RuntimeError(f"the fused Triton head needs CUDA and the triton package (device {self.device})")
-        spec = loaded.spec
         self._staging: dict[tuple[int, ...], Tensor] = {}  # pinned host buffers, one per batch shape
-        self.head = GradientUncertaintyHead(
-            loaded.model.to(self.device, self.dtype),
-            spec.last_layer,
-            settings,
-            penultimate_conv=spec.penultimate_conv,
-            penultimate_bn=spec.penultimate_bn,
-            align_corners=spec.align_corners,
-            fused=fused,
-            last_layer_at_output=spec.output_stride == 1,
-        )
+        loaded.model.to(self.device, self.dtype)
+        self.head = loaded.make_head(settings, fused)  # the last layer the probe measured at load time
         self.input_size = input_size or loaded.input_size
 
     @property
@@ -115,7 +114,7 @@ class SegmentationPipeline:
         self.head.settings = value
 
     def network_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
-        return fit_to_multiple(self.input_size or image_size, self.loaded.spec.input_multiple)
+        return fit_to_multiple(self.input_size or image_size, self.loaded.input_multiple)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -138,8 +137,7 @@ class SegmentationPipeline:
             raise ValueError("a batch needs H x W x 3 images of one size")
         start = time.perf_counter()
         batch = self._upload(images)
-        x = resize_input(normalise(batch, self.loaded.spec.mean, self.loaded.spec.std), self.network_size(size))
-        x = x.to(self.dtype)
+        x = network_input(batch, self.loaded.card, self.network_size(size)).to(self.dtype)
         self._sync()
         inferred = time.perf_counter()
         all_settings = [self.settings, *extra_scores]

@@ -25,10 +25,10 @@ from tqdm import tqdm
 from .evaluation.datasets import CAMVID_TRAIN_TARGETS, IGNORE, Frame, camvid_frames
 from .evaluation.segmentation import miou_over_frames
 from .imageio import read_label, read_rgb
+from .models.card import ModelCard
 from .models.checkpoints import save_safetensors
-from .models.preprocess import normalise, resize_input
-from .models.registry import ModelSpec, get_spec
-from .pipeline import resolve_device
+from .models.registry import get_architecture
+from .pipeline import network_input, resolve_device
 
 
 @dataclass
@@ -93,17 +93,17 @@ def augment(
 
 @torch.no_grad()
 def evaluate_miou(
-    model: nn.Module, spec: ModelSpec, frames: list[Frame], device: torch.device, val_input: tuple[int, int]
+    model: nn.Module, card: ModelCard, frames: list[Frame], device: torch.device, val_input: tuple[int, int]
 ) -> tuple[float, list[float]]:
     """Mean IoU over the model's classes at the labels' own resolution (logits upsampled)."""
     model.eval()
 
     def predict_labels(image: np.ndarray) -> np.ndarray:
-        x = resize_input(normalise(torch.from_numpy(image)[None].to(device), spec.mean, spec.std), val_input)
+        x = network_input(torch.from_numpy(image)[None].to(device), card, val_input)
         logits = F.interpolate(model(x).float(), image.shape[:2], mode="bilinear", align_corners=False)
         return logits.argmax(1)[0].cpu().numpy()
 
-    return miou_over_frames(frames, predict_labels, len(spec.class_names))
+    return miou_over_frames(frames, predict_labels, card.num_classes)
 
 
 def _batch(dataset: CamVidTrainSet, order: list[int], rng: np.random.Generator, config: TrainConfig):
@@ -121,7 +121,8 @@ def _atomic_save(obj: object, path: Path) -> None:
 
 def train(config: TrainConfig, resume: bool = True, log=print) -> dict:
     """Train (or resume from ``<out>/last.pt``); returns the final summary dict."""
-    spec = get_spec(config.model)
+    architecture = get_architecture(config.model)
+    card = architecture.checkpoint_card  # the classes it is trained for; the pipeline's pre-processing
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
@@ -132,8 +133,8 @@ def train(config: TrainConfig, resume: bool = True, log=print) -> dict:
     train_frames = camvid_frames(config.data, "train")[: config.max_frames]
     val_frames = camvid_frames(config.data, "val")[: config.max_frames]
     dataset = CamVidTrainSet(train_frames)
-    num_classes = len(spec.class_names)
-    model = spec.build(num_classes).to(device)
+    num_classes = card.num_classes
+    model = architecture.build(num_classes).to(device)
     weights = None
     if config.class_weight_c > 0:
         frequencies = dataset.class_frequencies(num_classes)
@@ -176,7 +177,7 @@ def train(config: TrainConfig, resume: bool = True, log=print) -> dict:
             )
             images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
             with autocast:
-                logits = model(normalise(images, spec.mean, spec.std))
+                logits = model(network_input(images, card, tuple(images.shape[1:3])))
             loss = F.cross_entropy(logits.float(), targets, weight=weights, ignore_index=IGNORE)
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"loss became {loss.item()} at step {state['step']}")
@@ -196,12 +197,12 @@ def train(config: TrainConfig, resume: bool = True, log=print) -> dict:
             "seconds": state["seconds"],
         }
         if state["epoch"] % config.val_every == 0 or state["epoch"] == config.epochs:
-            miou, ious = evaluate_miou(model, spec, val_frames, device, config.val_input)
+            miou, ious = evaluate_miou(model, card, val_frames, device, config.val_input)
             record.update(val_miou=miou, val_iou=ious)
             if miou > state["best_miou"]:
                 state["best_miou"] = miou
                 save_safetensors(
-                    model, out / "best.safetensors", model_name=spec.name, class_names=spec.class_names,
+                    model, out / "best.safetensors", model_name=architecture.name, class_names=card.class_names,
                     extra={"val_miou": f"{miou:.4f}", "epoch": str(state["epoch"])},
                 )  # fmt: skip
         log(json.dumps(record))

@@ -22,8 +22,10 @@ from launch_ros.substitutions import FindPackageShare
 
 ARGUMENTS = {
     "image_topics": ("['/camera/image_raw']", "camera topics (YAML list); a topic ending in /compressed is compressed"),
-    "model": ("", "architecture; empty: as in params_file (default: the shipped model)"),
+    "model": ("", "architecture or factory package.module:function; empty: as in params_file (the shipped model)"),
     "weights": ("", "weights file (.safetensors or .pth); empty: as in params_file"),
+    "model_card": ("", "model card YAML; empty: as in params_file (<weights>.card.yaml beside the weights)"),
+    "model_path": ("", "folder to import a factory's module from; empty: as in params_file"),
     "device": ("", "auto, cpu or cuda[:N]; empty: as in params_file (default: auto)"),
     "params_file": (
         PathJoinSubstitution([FindPackageShare("gradunc_ros"), "config", "gradunc.yaml"]),
@@ -41,7 +43,8 @@ ARGUMENTS = {
 def _node(context) -> list:
     """The node, with the launch arguments that were given overriding params_file."""
     value = {
-        name: LaunchConfiguration(name).perform(context) for name in ("image_topics", "model", "weights", "device")
+        name: LaunchConfiguration(name).perform(context)
+        for name in ("image_topics", "model", "weights", "model_card", "model_path", "device")
     }
     topics = yaml.safe_load(value.pop("image_topics"))
     overrides = {"image_topics": [topics] if isinstance(topics, str) else [str(t) for t in topics]}

@@ -61,10 +61,10 @@ def tiny_camvid(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def random_erfnet(tmp_path_factory: pytest.TempPathFactory):
     """A .safetensors file of an ERFNet with random weights and 9 classes (fast, no training)."""
-    from gradunc_ros.models import get_spec, save_safetensors
+    from gradunc_ros.models import get_architecture, save_safetensors
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("weights") / "erfnet_random.safetensors"
     return save_safetensors(
-        get_spec("erfnet").build(), path, model_name="erfnet", class_names=[f"c{i}" for i in range(9)]
+        get_architecture("erfnet").build(), path, model_name="erfnet", class_names=[f"c{i}" for i in range(9)]
     )

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from gradunc_ros.models import CheckpointError, get_spec, load_model, read_state_dict, save_safetensors
+from gradunc_ros.models import CheckpointError, get_architecture, load_model, read_state_dict, save_safetensors
 
 
 @pytest.fixture
 def erfnet_pair(generator: torch.Generator):
-    model = get_spec("erfnet").build()
+    model = get_architecture("erfnet").build()
     with torch.no_grad():  # non-trivial batch-norm statistics, as after training
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -26,7 +26,7 @@ def test_safetensors_round_trip_is_exact_and_self_describing(tmp_path: Path, erf
     model, image = erfnet_pair
     path = save_safetensors(model, tmp_path / "m.safetensors", model_name="erfnet", class_names=["a"] * 9)
     loaded = load_model(weights=path)  # no name: the file says which architecture it is
-    assert loaded.spec.name == "erfnet" and loaded.class_names == ("a",) * 9
+    assert loaded.name == "erfnet" and loaded.class_names == ("a",) * 9
     with torch.no_grad():
         assert torch.equal(loaded.model(image), model(image))
 
@@ -79,12 +79,12 @@ def test_missing_unexpected_and_misshaped_keys_are_named(tmp_path: Path, erfnet_
 
 
 def test_class_count_mismatch_says_so(tmp_path: Path) -> None:
-    other = get_spec("erfnet").build(20)
+    other = get_architecture("erfnet").build(20)
     torch.save(other.state_dict(), tmp_path / "cityscapes20.pth")
     with pytest.raises(CheckpointError, match="trained for 20 classes but erfnet is set up for 9"):
         load_model("erfnet", tmp_path / "cityscapes20.pth")
     assert len(load_model("erfnet", tmp_path / "cityscapes20.pth", num_classes=20).class_names) == 20
-    deeplab = get_spec("deeplabv3plus_resnet18").build(5)
+    deeplab = get_architecture("deeplabv3plus_resnet18").build(5)
     torch.save(deeplab.state_dict(), tmp_path / "five.pth")
     with pytest.raises(CheckpointError, match="trained for 5 classes but deeplabv3plus_resnet18 is set up for 19"):
         load_model("deeplabv3plus_resnet18", tmp_path / "five.pth")

@@ -8,6 +8,7 @@ the compiled kernel on the GPU.  Skipped when the triton package is absent.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 
 import pytest
@@ -24,8 +25,8 @@ pytest.importorskip("triton", reason="the triton package is not installed")
 from conftest import P_VALUES  # noqa: E402
 
 import gradunc_ros.uncertainty.fused as fused_module  # noqa: E402
-from gradunc_ros.models import get_spec  # noqa: E402
-from gradunc_ros.uncertainty import DEFAULT_SCORE, GradientUncertaintyHead, HeadSettings, pgn_for_layer  # noqa: E402
+from gradunc_ros.models import load_model  # noqa: E402
+from gradunc_ros.uncertainty import DEFAULT_SCORE, HeadSettings, pgn_for_layer  # noqa: E402
 from gradunc_ros.uncertainty.autograd_reference import largest_log_difference  # noqa: E402
 from gradunc_ros.uncertainty.fused import FusedLastLayer, fusable_layer, fused_scores, triton_runs_on  # noqa: E402
 
@@ -152,20 +153,19 @@ def test_the_default_score_and_the_whole_layer_are_fused_too(model_name: str, se
 
 
 def _fused_equals_plain(model_name: str, plain_settings: HeadSettings, generator) -> None:
-    spec = get_spec(model_name)
     torch.manual_seed(0)
-    model = spec.build(9).eval().to(DEVICE)
+    loaded = load_model(model_name, "random", num_classes=9)
+    model = loaded.model.to(DEVICE)
+    last_layer = loaded.last_layer.path
     score = plain_settings.score
-    kwargs = dict(penultimate_conv=spec.penultimate_conv, penultimate_bn=spec.penultimate_bn,
-                  align_corners=spec.align_corners)  # fmt: skip
-    plain = GradientUncertaintyHead(model, spec.last_layer, plain_settings, fused="off", **kwargs)
+    plain = loaded.make_head(plain_settings, fused="off")
     image = torch.randn(2, 3, 64, 96, generator=generator).to(DEVICE)
     exact_model = copy.deepcopy(model).cpu().double()
-    exact = GradientUncertaintyHead(exact_model, spec.last_layer, plain_settings, fused="off", **kwargs)
+    exact = dataclasses.replace(loaded, model=exact_model).make_head(plain_settings, fused="off")
     truth = exact(image.cpu().double()).score
     expected = plain(image)
-    fused = GradientUncertaintyHead(model, spec.last_layer, plain_settings, fused="triton", **kwargs)
-    assert model.get_submodule(spec.last_layer)._gradunc_fused is fused.fused
+    fused = loaded.make_head(plain_settings, fused="triton")
+    assert model.get_submodule(last_layer)._gradunc_fused is fused.fused
     assert list(model.state_dict()) == list(exact_model.state_dict())  # the model's structure is unchanged
     got = fused(image)
     assert torch.allclose(got.logits, expected.logits, atol=1e-4, rtol=1e-4)

@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gradunc_ros.models import get_spec, model_names
+from gradunc_ros.models import get_architecture, load_model, model_names
 from gradunc_ros.models.deeplab import AtrousSpatialPyramidPooling, DeepV3Plus, IdentityResidualBlock
 from gradunc_ros.models.erfnet import DownsamplerBlock, NonBottleneck1d
-from gradunc_ros.uncertainty import DEFAULT_SCORE, GradientUncertaintyHead, HeadSettings
+from gradunc_ros.uncertainty import DEFAULT_SCORE, HeadSettings
 
 
 def _shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
@@ -22,7 +22,7 @@ def _shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 
 
 def test_erfnet_names_and_shapes() -> None:
-    model = get_spec("erfnet").build(20)
+    model = get_architecture("erfnet").build(20)
     shapes = _shapes(model)
     expected = {
         "encoder.initial_block.conv.weight": (13, 3, 3, 3),  # DownsamplerBlock(3, 16): 16 - 3 conv channels
@@ -44,12 +44,12 @@ def test_erfnet_names_and_shapes() -> None:
     assert "encoder.layers.15.conv3x1_1.weight" not in shapes
     dilations = [model.encoder.layers[i].conv3x1_2.dilation[0] for i in range(7, 15)]
     assert dilations == [2, 4, 8, 16, 2, 4, 8, 16]
-    last = model.get_submodule(get_spec("erfnet").last_layer)
+    last = model.get_submodule(get_architecture("erfnet").last_layer)
     assert isinstance(last, torch.nn.ConvTranspose2d) and last.kernel_size == last.stride == (2, 2)
 
 
 def test_deeplab_resnet50_names_shapes_and_dilation() -> None:
-    model = get_spec("deeplabv3plus_resnet50").build()
+    model = get_architecture("deeplabv3plus_resnet50").build()
     shapes = _shapes(model)
     expected = {
         "layer0.0.weight": (64, 3, 7, 7),
@@ -70,7 +70,7 @@ def test_deeplab_resnet50_names_shapes_and_dilation() -> None:
     }
     assert {k: shapes.get(k) for k in expected} == expected
     assert "final.6.bias" not in shapes and not any(k.startswith(("fc.", "conv1.", "layer5")) for k in shapes)
-    assert "layer3.22.conv1.weight" in _shapes(get_spec("deeplabv3plus_resnet101").build())
+    assert "layer3.22.conv1.weight" in _shapes(get_architecture("deeplabv3plus_resnet101").build())
     # Variant D: layer3 and layer4 trade stride for dilation 2 and 4; ASPP rates doubled for stride 8.
     assert model.layer3[0].conv2.dilation == (2, 2) and model.layer3[0].conv2.stride == (1, 1)
     assert model.layer3[0].downsample[0].stride == (1, 1)
@@ -79,7 +79,7 @@ def test_deeplab_resnet50_names_shapes_and_dilation() -> None:
 
 
 def test_deeplab_wrn38_names_shapes_and_dilation() -> None:
-    model = get_spec("deeplabv3plus_wrn38").build()
+    model = get_architecture("deeplabv3plus_wrn38").build()
     shapes = _shapes(model)
     expected = {
         "mod1.conv1.weight": (64, 3, 3, 3),
@@ -153,8 +153,7 @@ def test_deeplab_forward_is_the_documented_composition(generator: torch.Generato
 
 @pytest.mark.parametrize("name", ["erfnet", "deeplabv3plus_resnet18"])  # one of each tail kind; the rest is slow
 def test_models_run_under_the_head(name: str, generator: torch.Generator) -> None:
-    spec = get_spec(name)
-    model = spec.build(6)
+    loaded = load_model(name, "random", num_classes=6)
     image = torch.randn(1, 3, 48, 64, generator=generator)
     for settings in (
         HeadSettings("pgn_oh"),
@@ -162,17 +161,19 @@ def test_models_run_under_the_head(name: str, generator: torch.Generator) -> Non
         HeadSettings(),
         DEFAULT_SCORE,
     ):
-        if settings.resolution == "output" and spec.output_stride != 1 and "deeplab" not in name:
-            continue
-        out = GradientUncertaintyHead(model, spec.last_layer, settings, align_corners=spec.align_corners)(image)
+        out = loaded.make_head(settings)(image)
         assert out.logits.shape == (1, 6, 48, 64) and out.score.shape == (1, 48, 64)
         assert torch.isfinite(out.score).all()
-    if spec.penultimate_conv:
-        head = GradientUncertaintyHead(
-            model, spec.last_layer, HeadSettings(score="pgn_oh", layer="penultimate"),
-            penultimate_conv=spec.penultimate_conv, penultimate_bn=spec.penultimate_bn,
-        )  # fmt: skip
+    if loaded.penultimate_conv:
+        head = loaded.make_head(HeadSettings(score="pgn_oh", layer="penultimate"))
         assert torch.isfinite(head(image).score).all()
+
+
+def test_the_probe_measures_the_registered_tails() -> None:
+    erfnet = load_model("erfnet", "random").last_layer
+    assert (erfnet.path, erfnet.at_output, erfnet.stride) == ("decoder.output_conv", True, 1.0)
+    deeplab = load_model("deeplabv3plus_resnet18", "random").last_layer
+    assert (deeplab.path, deeplab.at_output, deeplab.align_corners, deeplab.stride) == ("final.6", False, True, 4.0)
 
 
 def test_registry_lists_every_family() -> None:
@@ -180,4 +181,4 @@ def test_registry_lists_every_family() -> None:
         "erfnet", "deeplabv3plus_resnet18", "deeplabv3plus_resnet50", "deeplabv3plus_resnet101", "deeplabv3plus_wrn38",
     }  # fmt: skip
     with pytest.raises(KeyError, match="registered: deeplabv3plus_resnet101"):
-        get_spec("segformer")
+        get_architecture("segformer")

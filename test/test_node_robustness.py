@@ -20,7 +20,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from ros_helpers import isolated_ros_env, set_parameters, spin_until, start_node, wait_for_text  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
-from gradunc_ros.models import get_spec, load_model  # noqa: E402
+from gradunc_ros.models import get_architecture, load_model  # noqa: E402
 from gradunc_ros.pipeline import SegmentationPipeline  # noqa: E402
 from gradunc_ros.ros.codec import image_array, image_to_rgb  # noqa: E402
 from gradunc_ros.ros.spinning import own_node  # noqa: E402
@@ -302,7 +302,7 @@ def test_sigint_while_frames_flow_ends_the_node_cleanly(peer: Peer, node_process
 @pytest.fixture(scope="module")
 def wrong_class_count(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "erfnet_20_classes.pth"
-    torch.save(get_spec("erfnet").build(20).state_dict(), path)
+    torch.save(get_architecture("erfnet").build(20).state_dict(), path)
     return path
 
 

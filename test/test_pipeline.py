@@ -37,8 +37,8 @@ def test_outputs_are_at_the_image_resolution(pipeline: SegmentationPipeline, ima
 
 
 def test_pipeline_equals_the_parts_composed_by_hand(pipeline: SegmentationPipeline, image: np.ndarray) -> None:
-    spec = pipeline.loaded.spec
-    x = normalise(torch.from_numpy(image)[None], spec.mean, spec.std)
+    card = pipeline.loaded.card
+    x = normalise(torch.from_numpy(image)[None], card.mean, card.std)
     x = F.interpolate(x, (24, 32), mode="bilinear", align_corners=False, antialias=True)
     out = pipeline.head(x)
     logits = F.interpolate(out.logits, (37, 50), mode="bilinear", align_corners=False)

@@ -1,18 +1,29 @@
-"""Segmentation networks, their registry and checkpoint loading; free of ROS."""
+"""Segmentation networks: registered architectures, the user's own through a factory, model cards, checkpoint
+loading and the probe that finds the last layer; free of ROS."""
 
+from .card import CardError, ModelCard, read_card
 from .checkpoints import CheckpointError, read_state_dict, save_safetensors
+from .factory import FactoryError, is_factory_reference
 from .loading import LoadedModel, default_weights_path, load_model
-from .registry import ModelSpec, describe_models, get_spec, model_names
+from .probe import LastLayer, ProbeError
+from .registry import Architecture, describe_models, get_architecture, model_names
 
 __all__ = [
+    "Architecture",
+    "CardError",
     "CheckpointError",
+    "FactoryError",
+    "LastLayer",
     "LoadedModel",
-    "ModelSpec",
+    "ModelCard",
+    "ProbeError",
     "default_weights_path",
     "describe_models",
-    "get_spec",
+    "get_architecture",
+    "is_factory_reference",
     "load_model",
     "model_names",
+    "read_card",
     "read_state_dict",
     "save_safetensors",
 ]

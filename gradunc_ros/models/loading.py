@@ -1,20 +1,38 @@
-"""Build a registered model and load its weights: the shipped default, a ``.safetensors`` or a ``.pth``."""
+"""A model ready to run: built (registered architecture or the user's factory), weights loaded, card completed,
+last layer measured.  One function, ``load_model``, for the node and every tool.
+
+Which weights (``resolve_weights``): neither model nor weights: the shipped
+default; a registered model without weights: its shipped weights, or an error
+where none are shipped; ``random``: random weights; a file: that file.  A
+factory without weights gives its model as the factory builds it.
+
+Which card: an explicit one, else ``<weights name>.card.yaml`` beside the
+weights, over the weights' own metadata (``.safetensors`` written here), over
+the architecture's checkpoint card; what none says is assumed (``class_i``
+names, generated colours, ImageNet normalisation) and listed in
+``LoadedModel.assumed``, for the caller to say once.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
 from torch import nn
 
-from .checkpoints import CheckpointError, load_weights, read_state_dict
-from .registry import Colour, ModelSpec, get_spec
+from ..uncertainty import GradientUncertaintyHead, HeadSettings
+from .card import Colour, ModelCard, card_from_mapping, card_path_for, completed, read_card
+from .checkpoints import CheckpointError, class_count_in, load_weights, read_state_dict
+from .factory import build_from_factory, is_factory_reference
+from .probe import LastLayer, probe_last_layer, probe_size
+from .registry import Architecture, get_architecture
 
 DEFAULT_MODEL = "erfnet"
 # Asks for random weights explicitly (tests, smoke runs): never what an empty weights setting means.
 RANDOM_WEIGHTS = "random"
+FACTORY_INPUT_MULTIPLE = 32  # a factory model's input is rounded to this unless its card says (most nets' stride)
 
 
 def shipped_weights_path(file_name: str) -> Path:
@@ -24,63 +42,92 @@ def shipped_weights_path(file_name: str) -> Path:
 
 def default_weights_path() -> Path:
     """The default model shipped inside the package."""
-    return shipped_weights_path(get_spec(DEFAULT_MODEL).shipped_weights)
+    return shipped_weights_path(get_architecture(DEFAULT_MODEL).shipped_weights)
 
 
 def resolve_weights(name: str | None, weights: str | Path | None) -> tuple[str | None, Path | None]:
-    """(model name, weights file or None for random weights) by the rule every tool and the node follow:
-
-    - neither: the shipped default model;
-    - a model without weights: that model's shipped weights, or an error where the package ships none;
-    - ``weights="random"``: random weights (of ``name``, or of the default model's architecture);
-    - a weights file: that file (its own metadata may name the model).
-    """
+    """(model name, weights file or None for none to load) by the rule every tool and the node follow (see
+    the module's docstring)."""
     if weights is not None and str(weights) == RANDOM_WEIGHTS:
         return name or DEFAULT_MODEL, None
     if weights is not None and str(weights) != "":
         return name, Path(weights)
-    spec = get_spec(name or DEFAULT_MODEL)
-    if spec.shipped_weights is None:
+    if is_factory_reference(name):
+        return name, None
+    architecture = get_architecture(name or DEFAULT_MODEL)
+    if architecture.shipped_weights is None:
         raise CheckpointError(
-            f"no weights are shipped for {spec.name}: give a weights file (--weights, node parameter weights), "
-            f"or '{RANDOM_WEIGHTS}' for random weights"
+            f"no weights are shipped for {architecture.name}: give a weights file (--weights, node parameter "
+            f"weights), or '{RANDOM_WEIGHTS}' for random weights"
         )
-    path = shipped_weights_path(spec.shipped_weights)
+    path = shipped_weights_path(architecture.shipped_weights)
     if not path.is_file():
-        raise CheckpointError(f"the shipped weights {path} of {spec.name} are missing from this installation")
-    return spec.name, path
+        raise CheckpointError(f"the shipped weights {path} of {architecture.name} are missing from this installation")
+    return architecture.name, path
 
 
 @dataclass
 class LoadedModel:
-    spec: ModelSpec
+    """A model in eval mode on the CPU with what running it needs."""
+
+    name: str  # a registered architecture or a factory reference
     model: nn.Module
-    class_names: tuple[str, ...]
-    colours: tuple[Colour, ...]
+    card: ModelCard  # completed: class names, colours, mean and std are set
+    last_layer: LastLayer
     weights: Path | None
+    input_multiple: int
+    penultimate_conv: str | None = None
+    penultimate_bn: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    assumed: list[str] = field(default_factory=list)  # what no card said (to be said once in the log)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.card.class_names
+
+    @property
+    def colours(self) -> tuple[Colour, ...]:
+        return self.card.colours
 
     @property
     def input_size(self) -> tuple[int, int] | None:
-        """The (height, width) the weights were trained and validated at, if the file says."""
-        text = self.metadata.get("input_size")
-        if not text:
-            return None
-        width, height = (int(v) for v in text.split("x"))
-        return height, width
+        """The (height, width) the weights were trained and validated at, if the card says."""
+        return self.card.input_size
 
+    def make_head(self, settings: HeadSettings | None = None, fused: str = "off") -> GradientUncertaintyHead:
+        """The gradient-uncertainty head around this model, with its measured last layer and named tail (on
+        whatever device and dtype the model is now)."""
+        last = self.last_layer
+        return GradientUncertaintyHead(
+            self.model,
+            last.path,
+            settings,
+            penultimate_conv=self.penultimate_conv,
+            penultimate_bn=self.penultimate_bn,
+            align_corners=last.align_corners,
+            fused=fused,
+            last_layer_at_output=last.at_output,
+            output_key=self.card.output_key,
+        )
 
-def _palette(count: int, base: tuple[Colour, ...]) -> tuple[Colour, ...]:
-    """The spec's colours, extended with distinct generated ones when a checkpoint has more classes."""
-    extra = tuple(((37 * i) % 256, (91 * i + 50) % 256, (173 * i + 100) % 256) for i in range(len(base), count))
-    return (base + extra)[:count]
+    def describe(self) -> str:
+        """Which model, from where, with its last layer: the first part of the start line."""
+        weights = self.weights or ("the factory's own weights" if is_factory_reference(self.name) else "random weights")
+        return f"{self.name} ({weights}; {self.last_layer.describe()})"
 
 
 def load_model(
-    name: str | None = None, weights: str | Path | None = None, *, num_classes: int | None = None
+    name: str | None = None,
+    weights: str | Path | None = None,
+    *,
+    num_classes: int | None = None,
+    card: str | Path | ModelCard | None = None,
+    model_path: str | Path | None = None,
 ) -> LoadedModel:
-    """The model in eval mode on the CPU, weights loaded exactly; which weights: ``resolve_weights``.
-    Raises CheckpointError or KeyError with the reason in words."""
+    """The model that ``name`` (a registered name or ``package.module:function``; ``model_path``: a folder to
+    import it from) and ``weights`` name, with its card (``card``: a YAML path or a card; default: beside the
+    weights).  Raises a ValueError (CheckpointError, CardError, FactoryError, ProbeError) or KeyError with the
+    reason in words."""
     name, weights = resolve_weights(name or None, weights)
     state, metadata = read_state_dict(weights) if weights is not None else ({}, {})
     stored_name = metadata.get("model")
@@ -89,26 +136,73 @@ def load_model(
     model_name = name or stored_name
     if model_name is None:
         raise CheckpointError(f"{weights} does not say which architecture it is: name it (e.g. --model)")
-    spec = get_spec(model_name)
-    class_names = tuple(json.loads(metadata["class_names"])) if "class_names" in metadata else spec.class_names
-    if num_classes is not None and num_classes != len(class_names):
-        class_names = tuple(f"class_{i}" for i in range(num_classes))
-    model = spec.build(len(class_names))
+    architecture = None if is_factory_reference(model_name) else get_architecture(model_name)
+    given = _card_of(card, weights, metadata)
+    if architecture is not None:
+        given = given.over(architecture.checkpoint_card)
+        if num_classes is not None and num_classes != given.num_classes:
+            given = replace(given, class_names=None, colours=None)
+        model = _build_registered(architecture, given, num_classes, state, weights)
+        multiple, declared = architecture.input_multiple, given.last_layer or architecture.last_layer
+    else:
+        model = build_from_factory(model_name, model_path, given.factory_arguments)
+        if weights is not None:
+            load_weights(model, state, source=str(weights))
+        multiple, declared = given.input_multiple or FACTORY_INPUT_MULTIPLE, given.last_layer
+    model.eval()
+    measured = probe_last_layer(
+        model, probe_size(given.input_size, multiple), output_key=given.output_key, declared=declared
+    )
+    filled, assumed = completed(given, measured.num_classes)
+    return LoadedModel(
+        name=model_name,
+        model=model,
+        card=filled,
+        last_layer=measured,
+        weights=weights,
+        input_multiple=given.input_multiple or multiple,
+        penultimate_conv=architecture.penultimate_conv if architecture else None,
+        penultimate_bn=architecture.penultimate_bn if architecture else None,
+        metadata=metadata,
+        assumed=assumed,
+    )
+
+
+def _card_of(card: str | Path | ModelCard | None, weights: Path | None, metadata: dict[str, str]) -> ModelCard:
+    """The card the caller named, or the one beside the weights, over the weights' own metadata."""
+    own = _metadata_card(metadata, weights)
+    if isinstance(card, ModelCard):
+        return card.over(own)
+    if card:
+        return read_card(card).over(own)
+    if weights is not None and card_path_for(weights).is_file():
+        return read_card(card_path_for(weights)).over(own)
+    return own
+
+
+def _metadata_card(metadata: dict[str, str], weights: Path | None) -> ModelCard:
+    """The card fields a ``.safetensors`` written here carries (``class_names`` as JSON, ``input_size``)."""
+    values = {}
+    if "class_names" in metadata:
+        values["class_names"] = json.loads(metadata["class_names"])
+    if metadata.get("input_size"):
+        values["input_size"] = metadata["input_size"]
+    return card_from_mapping(values, source=str(weights)) if values else ModelCard()
+
+
+def _build_registered(
+    architecture: Architecture, card: ModelCard, num_classes: int | None, state: dict, weights: Path | None
+) -> nn.Module:
+    """The architecture for the card's (or ``num_classes``) class count, the weights loaded exactly."""
+    count = num_classes or card.num_classes
+    model = architecture.build(count)
     if weights is not None:
-        last = model.get_submodule(spec.last_layer)
-        key = f"{spec.last_layer}.weight"
-        if key in state and state[key].shape != last.weight.shape:
-            trained = state[key].shape[1 if isinstance(last, nn.ConvTranspose2d) else 0]
+        last = model.get_submodule(architecture.last_layer)
+        trained = class_count_in(state, architecture.last_layer, isinstance(last, nn.ConvTranspose2d))
+        if trained is not None and trained != count:
             raise CheckpointError(
-                f"{weights} was trained for {trained} classes but {model_name} is set up for {len(class_names)}; "
+                f"{weights} was trained for {trained} classes but {architecture.name} is set up for {count}; "
                 "give the class count of the checkpoint (--num-classes; node parameter num_classes)"
             )
         load_weights(model, state, source=str(weights))
-    return LoadedModel(
-        spec=spec,
-        model=model.eval(),
-        class_names=class_names,
-        colours=_palette(len(class_names), spec.colours),
-        weights=Path(weights) if weights is not None else None,
-        metadata=metadata,
-    )
+    return model

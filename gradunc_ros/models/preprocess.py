@@ -10,12 +10,21 @@ from torch import Tensor
 
 
 def normalise(
-    images: Tensor, mean: Sequence[float], std: Sequence[float], dtype: torch.dtype = torch.float32
+    images: Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    dtype: torch.dtype = torch.float32,
+    *,
+    channel_order: str = "rgb",
+    pixel_scale: float = 1.0,
 ) -> Tensor:
-    """N x H x W x 3 uint8 RGB (any device) to N x 3 x H x W ``(x / 255 - mean) / std``."""
+    """N x H x W x 3 uint8 RGB (any device) to N x 3 x H x W ``(x * pixel_scale / 255 - mean) / std``, the
+    channels in ``channel_order`` (rgb or bgr; mean and std are in that order)."""
     if images.dim() != 4 or images.shape[-1] != 3:
         raise ValueError(f"expected N x H x W x 3 RGB images, got shape {tuple(images.shape)}")
-    x = images.permute(0, 3, 1, 2).to(dtype) / 255.0
+    if channel_order == "bgr":
+        images = images.flip(-1)
+    x = images.permute(0, 3, 1, 2).to(dtype) / (255.0 / pixel_scale)  # exactly x / 255 at the default scale
     mean_t = torch.tensor(mean, dtype=dtype, device=x.device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, dtype=dtype, device=x.device).view(1, 3, 1, 1)
     return (x - mean_t) / std_t

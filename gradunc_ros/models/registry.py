@@ -1,8 +1,15 @@
-"""A registry of segmentation architectures, each with what a caller needs to run it.
+"""A registry of segmentation architectures: how to build each, and what only its code can say.
 
-Callers never branch on architecture names: they read the :class:`ModelSpec`
-(classes, colours, normalisation, output stride, which module is the last
-layer) and call its builder.
+An :class:`Architecture` holds the builder, the module path of its last layer
+(and of the penultimate conv/BN where its tail has that shape), the input
+multiple and the weights the package ships for it.  What belongs to weights
+(classes, colours, normalisation, input size) is a model card
+(``card.py``), not part of the architecture: ``checkpoint_card`` is only the
+card assumed for checkpoints of the code base an architecture mirrors when
+the weights come without one.  The geometry (stride, how the logits are
+upsampled) is measured by the probe at load time (``probe.py``).  Callers
+never branch on architecture names.  Models that are not registered load
+through a factory (``factory.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .card import ModelCard
 from .palettes import (
     CAMVID_CLASSES,
     CAMVID_COLOURS,
@@ -22,59 +30,64 @@ from .palettes import (
     IMAGENET_STD,
 )
 
-Colour = tuple[int, int, int]
+# Both code bases normalise with ImageNet's statistics, RGB, 0-1.
+CAMVID_CARD = ModelCard(
+    class_names=CAMVID_CLASSES[:CAMVID_KNOWN], colours=CAMVID_COLOURS[:CAMVID_KNOWN], mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+)  # fmt: skip
+CITYSCAPES_CARD = ModelCard(
+    class_names=CITYSCAPES_CLASSES, colours=CITYSCAPES_COLOURS, ignore_classes=(255,), mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class Architecture:
     """One registered architecture.
 
     ``last_layer`` is the module path of the layer whose weights the gradient
-    is taken of; ``penultimate_conv``/``penultimate_bn`` name the conv and
-    batch norm before the ReLU that feeds it (None where the tail has no
-    such shape).  ``output_stride`` is the input size over the last layer's
-    output size.  ``input_multiple``: height and width must be multiples of it.
-    ``align_corners``: how the net upsamples its logits to the input size.
-    ``shipped_weights``: the file in ``gradunc_ros/weights`` loaded when this model is named
-    without weights; None: the package ships none (weights must then be given).
+    is taken of (the probe checks it); ``penultimate_conv``/``penultimate_bn``
+    name the conv and batch norm before the ReLU that feeds it (None where the
+    tail has no such shape).  ``input_multiple``: height and width must be
+    multiples of it.  ``shipped_weights``: the file in ``gradunc_ros/weights``
+    loaded when this model is named without weights; None: the package ships
+    none (weights must then be given).
     """
 
     name: str
     description: str
     builder: Callable[[int], nn.Module]
-    class_names: tuple[str, ...]
-    colours: tuple[Colour, ...]
     last_layer: str
-    output_stride: int
     input_multiple: int
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    checkpoint_card: ModelCard
     penultimate_conv: str | None = None
     penultimate_bn: str | None = None
-    align_corners: bool = True
     shipped_weights: str | None = None
 
     def build(self, num_classes: int | None = None) -> nn.Module:
-        """A model with random weights, in eval mode."""
-        return self.builder(num_classes or len(self.class_names)).eval()
+        """A model with random weights, in eval mode (``num_classes`` default: its checkpoint card's)."""
+        return self.builder(num_classes or self.checkpoint_card.num_classes).eval()
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
+_REGISTRY: dict[str, Architecture] = {}
 
 
-def register(spec: ModelSpec) -> ModelSpec:
-    if spec.name in _REGISTRY:
-        raise ValueError(f"model {spec.name!r} is registered twice")
-    _REGISTRY[spec.name] = spec
-    return spec
+def register(architecture: Architecture) -> Architecture:
+    if architecture.name in _REGISTRY:
+        raise ValueError(f"model {architecture.name!r} is registered twice")
+    _REGISTRY[architecture.name] = architecture
+    return architecture
 
 
-def get_spec(name: str) -> ModelSpec:
-    """The spec of a registered model, or a KeyError that lists the registered names."""
+def get_architecture(name: str) -> Architecture:
+    """A registered architecture, or a KeyError that lists the registered names (and how to bring a model of
+    one's own)."""
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))}") from None
+        raise KeyError(
+            f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))}; or a factory package.module:function"
+        ) from None
 
 
 def model_names() -> list[str]:
@@ -84,7 +97,7 @@ def model_names() -> list[str]:
 def describe_models() -> str:
     """One line per registered model, for --help texts."""
     return "\n".join(
-        f"  {spec.name:28} {spec.description}" for spec in sorted(_REGISTRY.values(), key=lambda s: s.name)
+        f"  {arch.name:28} {arch.description}" for arch in sorted(_REGISTRY.values(), key=lambda a: a.name)
     )
 
 
@@ -95,14 +108,12 @@ def _erfnet(num_classes: int) -> nn.Module:
 
 
 register(
-    ModelSpec(
+    Architecture(
         name="erfnet",
         description="ERFNet, real-time; last layer a 2x2 transposed conv (Eromera/erfnet_pytorch names)",
         builder=_erfnet,
-        class_names=CAMVID_CLASSES[:CAMVID_KNOWN],
-        colours=CAMVID_COLOURS[:CAMVID_KNOWN],
+        checkpoint_card=CAMVID_CARD,
         last_layer="decoder.output_conv",
-        output_stride=1,
         input_multiple=8,
         shipped_weights="erfnet_camvid.safetensors",
     )
@@ -128,26 +139,22 @@ _DEEPLAB_TAIL = {"last_layer": "final.6", "penultimate_conv": "final.3", "penult
 
 for _trunk, _note in (("18", "light member"), ("50", "the paper's ResNet trunk"), ("101", "")):
     register(
-        ModelSpec(
+        Architecture(
             name=f"deeplabv3plus_resnet{_trunk}",
             description=f"DeepLabV3+, ResNet-{_trunk} trunk{', ' + _note if _note else ''} (NVIDIA DeepV3Plus names)",
             builder=_deeplab(f"resnet-{_trunk}"),
-            class_names=CITYSCAPES_CLASSES,
-            colours=CITYSCAPES_COLOURS,
-            output_stride=4,
+            checkpoint_card=CITYSCAPES_CARD,
             input_multiple=8,
             **_DEEPLAB_TAIL,
         )
     )
 
 register(
-    ModelSpec(
+    Architecture(
         name="deeplabv3plus_wrn38",
         description="DeepLabV3+, WideResNet38 trunk, the paper's main net (NVIDIA DeepWV3Plus names)",
         builder=_deeplab_wrn38,
-        class_names=CITYSCAPES_CLASSES,
-        colours=CITYSCAPES_COLOURS,
-        output_stride=2,
+        checkpoint_card=CITYSCAPES_CARD,
         input_multiple=8,
         **_DEEPLAB_TAIL,
     )

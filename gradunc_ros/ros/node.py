@@ -37,14 +37,14 @@ from rclpy.qos import (
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
-from ..models import load_model
+from ..assembly import ModelRequest, assemble
 from ..models.preprocess import parse_size
 from ..outputs import OUTPUTS, render_outputs
 from ..pipeline import SegmentationPipeline, free_device_memory, is_out_of_memory
-from ..thresholds import ThresholdChoice, choose_threshold, table_for_weights
+from ..thresholds import ThresholdChoice
 from .cameras import Camera, status_level
 from .codec import ImageDecodeError, array_to_image, compressed_to_rgb, image_to_rgb
-from .parameters import RUNTIME, RuntimeSettings, declare_all, reliability, runtime_settings
+from .parameters import RUNTIME, RuntimeSettings, declare_all, head_settings, reliability, runtime_settings
 from .spinning import close_ros
 from .topics import camera_info_topic, output_prefixes
 from .transport import describe_transport
@@ -82,7 +82,7 @@ class GraduncNode(LifecycleNode):
         self._latched: list = []
         self._qos_timer = None
         self._diagnostics = None
-        self._loaded = None
+        self._loaded = self._assembly = None
         self._active = False
         self._failure = ""
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -117,23 +117,29 @@ class GraduncNode(LifecycleNode):
         if not topics:
             raise ValueError("image_topics is empty: give at least one camera topic")
         prefixes = output_prefixes(topics)  # refuses two cameras whose outputs would collide
-        loaded = load_model(value("model") or None, value("weights") or None, num_classes=value("num_classes") or None)
-        self._loaded = loaded
-        self._thresholds = table_for_weights(loaded.weights)
-        settings = runtime_settings({n: value(n) for n in RUNTIME}, loaded.class_names)
         if value("cpu_threads"):
             torch.set_num_threads(int(value("cpu_threads")))
-        input_size = parse_size(value("input_size")) if value("input_size") else None
-        pipeline = SegmentationPipeline(
-            loaded,
-            settings.head,
-            device=value("device"),
-            input_size=input_size,
-            fused=value("fused_head"),
-            precision=value("precision"),
+        request = ModelRequest(
+            value("model"), value("weights"), value("model_card"), value("model_path"), value("num_classes")
         )
-        self._threshold_for = settings.threshold_score or settings.head.canonical.name
-        self._settings, self._threshold = settings, self._choose_threshold(settings, self._threshold_for)
+        head = head_settings({n: value(n) for n in RUNTIME})  # checked before the model loads
+        threshold, threshold_score = float(value("threshold")), str(value("threshold_score"))
+        self._threshold_for = threshold_score or head.canonical.name
+        assembly = assemble(
+            request, head, device=value("device"),
+            input_size=parse_size(value("input_size")) if value("input_size") else None,
+            fused=value("fused_head"), precision=value("precision"),
+            threshold=threshold, threshold_for=self._threshold_for,
+        )  # fmt: skip
+        loaded, pipeline = assembly.loaded, assembly.pipeline
+        self._loaded, self._assembly = loaded, assembly
+        if loaded.assumed:
+            self.get_logger().warning(
+                f"no model card says the {', '.join(loaded.assumed)}: assumed (parameter model_card, or a "
+                "<weights>.card.yaml beside the weights)"
+            )
+        settings = runtime_settings({n: value(n) for n in RUNTIME}, loaded.class_names)
+        self._settings, self._threshold = settings, assembly.threshold
         self._max_pixels = int(value("max_image_pixels"))
         self._stale_after = float(value("stale_after"))
         self._status_period = float(value("status_period"))
@@ -169,7 +175,7 @@ class GraduncNode(LifecycleNode):
             {"id": i, "name": name, "colour": list(colour)}
             for i, (name, colour) in enumerate(zip(loaded.class_names, loaded.colours, strict=True))
         ]
-        text = json.dumps({"model": loaded.spec.name, "classes": classes})
+        text = json.dumps({"model": loaded.name, "classes": classes})
         label_info = _label_info(loaded.class_names)
         for camera in self._cameras:
             publisher = self.create_publisher(String, f"{camera.prefix}/class_map", LATCHED)
@@ -187,7 +193,7 @@ class GraduncNode(LifecycleNode):
             where += f" ({torch.get_num_threads()} threads)"
         computes = pipeline.head.computes(self._settings.head, pipeline.device)
         self.get_logger().info(
-            f"{self._loaded.spec.name} ({self._loaded.weights or 'random weights'}) on {where}, {precision}; "
+            f"{self._loaded.describe()} on {where}, {precision}; "
             f"score {computes}; {self._threshold.describe()}; {describe_transport()}; "
             + "; ".join(f"{c.topic} -> {c.prefix}/{{{','.join(OUTPUTS)},camera_info}}" for c in self._cameras)
         )
@@ -297,7 +303,7 @@ class GraduncNode(LifecycleNode):
         if self._diagnostics is not None:
             self.destroy_publisher(self._diagnostics)
         self._cameras, self._latched, self._timers, self._diagnostics = [], [], [], None
-        self._pipeline = self._loaded = None
+        self._pipeline = self._loaded = self._assembly = None
         self._free_memory()
 
     def shutdown(self) -> None:
@@ -341,7 +347,7 @@ class GraduncNode(LifecycleNode):
         return SetParametersResult(successful=True)
 
     def _choose_threshold(self, settings: RuntimeSettings, owner: str) -> ThresholdChoice:
-        return choose_threshold(settings.head, self._thresholds, settings.threshold, owner)
+        return self._assembly.choose_threshold(settings.head, settings.threshold, owner)
 
     def _announce_change(self, settings: RuntimeSettings, choice: ThresholdChoice) -> None:
         old_settings, old_choice = self._settings, self._threshold

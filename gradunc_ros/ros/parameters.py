@@ -16,10 +16,9 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 
 from ..postprocess import MaskSettings
-from ..uncertainty import DEFAULT_SCORE, GRADIENTS_OF, SCORES, HeadSettings
+from ..uncertainty import DEFAULT_SCORE, SETTING_FIELDS, HeadSettings
 from ..uncertainty.norms import P_MAX, P_MIN
 
-DEFAULT_HEAD = DEFAULT_SCORE
 RELIABILITIES = ("best_effort", "reliable")
 
 
@@ -39,14 +38,33 @@ def _ints(low: int, high: int) -> IntegerRange:
 
 
 START_ONLY = True
+# The score settings, from the one table of them (uncertainty/settings.py), with the package's default score.
+SCORE_PARAMETERS: dict[str, ParameterSpec] = {
+    field.name: ParameterSpec(
+        getattr(DEFAULT_SCORE, field.name), field.help, range=_floats(P_MIN, P_MAX) if field.choices is None else None
+    )
+    for field in SETTING_FIELDS
+}
 PARAMETERS: dict[str, ParameterSpec] = {
-    "model": ParameterSpec("", "architecture (gradunc-infer --help lists them); empty: the shipped one", START_ONLY),
+    "model": ParameterSpec(
+        "",
+        "a registered architecture (gradunc-infer --help lists them) or a factory package.module:function returning "
+        "an nn.Module; empty: the shipped one",
+        START_ONLY,
+    ),
     "weights": ParameterSpec(
         "",
         "weights file (.safetensors or .pth); empty: the shipped weights of model (an error where none are "
-        "shipped); 'random': random weights (tests only)",
+        "shipped), or a factory's own; 'random': random weights (tests only)",
         START_ONLY,
     ),
+    "model_card": ParameterSpec(
+        "",
+        "model card YAML (classes, colours, normalisation, input size, last layer, output key); empty: "
+        "<weights name>.card.yaml beside the weights, if any",
+        START_ONLY,
+    ),
+    "model_path": ParameterSpec("", "folder to import a factory's module from; empty: the environment", START_ONLY),
     "num_classes": ParameterSpec(
         0, "class count of a .pth checkpoint without metadata; 0: from the weights", START_ONLY, _ints(0, 65536)
     ),
@@ -83,15 +101,7 @@ PARAMETERS: dict[str, ParameterSpec] = {
     "lazy": ParameterSpec(
         True, "skip inference for a camera none of whose outputs has a subscriber (as image_proc does)", START_ONLY
     ),
-    "score": ParameterSpec(DEFAULT_HEAD.score, "score: " + ", ".join(SCORES) + "; higher = more anomalous"),
-    "p": ParameterSpec(DEFAULT_HEAD.p, "exponent of the gradient norm", range=_floats(P_MIN, P_MAX)),
-    "mode": ParameterSpec(DEFAULT_HEAD.mode, "exact gradient or the paper's reference code"),
-    "resolution": ParameterSpec(DEFAULT_HEAD.resolution, "last_layer (the paper's) or output (exact, 1x1 last layers)"),
-    "layer": ParameterSpec(DEFAULT_HEAD.layer, "last or penultimate (models with a conv-BN-ReLU-1x1 tail only)"),
-    "gradient_of": ParameterSpec(
-        DEFAULT_HEAD.gradient_of,
-        "gradient of the last layer's " + ", ".join(GRADIENTS_OF) + " (bias: the class factor; layer: both)",
-    ),
+    **SCORE_PARAMETERS,
     "threshold": ParameterSpec(
         math.nan,
         "OoD mask: score > threshold, in the score's scale; NaN (.nan): the threshold calibrated for the running "
@@ -161,13 +171,16 @@ def parse_classes(text: str, class_names: tuple[str, ...]) -> tuple[int, ...]:
     return tuple(sorted(set(ids)))
 
 
+def head_settings(values: dict[str, object]) -> HeadSettings:
+    """The score settings among parameter values, validated by HeadSettings, or ValueError with the reason."""
+    return HeadSettings(
+        **{f.name: float(values[f.name]) if f.choices is None else str(values[f.name]) for f in SETTING_FIELDS}
+    )
+
+
 def runtime_settings(values: dict[str, object], class_names: tuple[str, ...]) -> RuntimeSettings:
     """Validated settings from parameter values, or ValueError with the reason."""
-    # HeadSettings checks score, p, mode, resolution, layer and gradient_of against their allowed values.
-    head = HeadSettings(
-        score=str(values["score"]), p=float(values["p"]), mode=str(values["mode"]),
-        resolution=str(values["resolution"]), layer=str(values["layer"]), gradient_of=str(values["gradient_of"]),
-    )  # fmt: skip
+    head = head_settings(values)
     threshold = float(values["threshold"])
     if math.isinf(threshold):
         raise ValueError("threshold must be a finite number, or NaN for the calibrated one")

@@ -63,8 +63,6 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gradunc_ros.models import model_names
-
     parser = ToolParser(prog="gradunc-bag", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -100,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--min-pred", type=non_negative_int, default=50)
     score.add_argument("--min-gt", type=non_negative_int, default=10)
     score.add_argument("--summary", type=output_file, help="also write the JSON summary here")
-    add_model_options(score, model_names())
+    add_model_options(score)
     add_score_options(score)
     score.set_defaults(run=_evaluate)
 

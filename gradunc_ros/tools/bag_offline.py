@@ -89,22 +89,16 @@ def score_recorded(bag: Path, camera: str, label_topic: str) -> tuple[dict, dict
 
 
 def _run_offline(args: argparse.Namespace, bag: Path, available: dict) -> tuple[dict, dict, list[float]]:
-    from gradunc_ros.pipeline import SegmentationPipeline
-    from gradunc_ros.thresholds import choose_threshold, table_for_weights
-    from gradunc_ros.tools.common import load_from, settings_from
+    from gradunc_ros.tools.common import assemble_from, settings_from
 
     camera = args.topic
     if camera not in available and camera + "/compressed" in available:
         camera += "/compressed"
     if camera not in available:
         raise ValueError(f"no topic {camera} in {bag} (topics: {', '.join(available) or 'none'})")
-    loaded = load_from(args)
-    settings = settings_from(args)
-    pipeline = SegmentationPipeline(loaded, settings, device=args.device, input_size=args.input_size)
-    choice = choose_threshold(settings, table_for_weights(loaded.weights), args.threshold)
+    assembly = assemble_from(args, settings_from(args), "gradunc-bag", args.threshold)
+    loaded, pipeline, choice = assembly.loaded, assembly.pipeline, assembly.threshold
     print(f"gradunc-bag: {choice.describe()}", file=sys.stderr)
-    if choice.warning:
-        print(f"gradunc-bag: {choice.warning}", file=sys.stderr)
     mask = choice.mask()
     topics = output_topics(camera)
     scores, labels = {}, {}

@@ -4,8 +4,8 @@ Two ways: --target-fpr F uses in-distribution pixels only (no OoD labels
 needed: the threshold flags at most F of them), --best-f1 uses a labelled
 set (the pixel-level best-F1 threshold).  The mask is score > threshold.
 
-With --table it calibrates every score setting at once (the scores x --p x
---modes x --gradient-of) and writes a threshold table; saved beside the
+With --table it calibrates every score setting at once (the --scores x --ps x
+--modes x --resolutions x --gradients-of) and writes a threshold table; saved beside the
 weights as <weights name>.thresholds.yaml, the node, gradunc-bag evaluate and
 gradunc-infer use it for whichever score runs (thresholds.py).
 """
@@ -21,21 +21,20 @@ from tqdm import tqdm
 
 from gradunc_ros.evaluation.calibration import calibrate_thresholds
 from gradunc_ros.evaluation.datasets import DATASET_KINDS, read_ood_dataset
-from gradunc_ros.models import model_names
 from gradunc_ros.ros.topics import PARAMETER_FILE_KEY
 from gradunc_ros.tools.common import (
     ToolParser,
     add_model_options,
     add_score_options,
-    load_from,
+    add_sweep_options,
+    assemble_from,
     one_line_errors,
     output_file,
-    p_value,
     positive_int,
     settings_from,
+    sweep_from,
 )
-from gradunc_ros.uncertainty import GRADIENTS_OF, SCORES
-from gradunc_ros.uncertainty.pgn import MODES
+from gradunc_ros.tools.evaluate import SWEEP_DEFAULTS
 
 
 def _target_fpr(text: str) -> float:
@@ -55,35 +54,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", default="camvid", choices=sorted(DATASET_KINDS), help="layout of --data")
     parser.add_argument("--data", required=True, help="data set folder")
     parser.add_argument("--split", default="val")
-    add_model_options(parser, model_names())
+    add_model_options(parser)
     add_score_options(parser)
     how = parser.add_mutually_exclusive_group(required=True)
     how.add_argument("--target-fpr", type=_target_fpr, help="largest share of in-distribution pixels flagged")
     how.add_argument("--best-f1", action="store_true", help="best pixel F1 on the labelled set")
     parser.add_argument("--max-frames", type=positive_int)
-    parser.add_argument("--table", action="store_true", help="every score setting: write a threshold table")
-    parser.add_argument("--scores", nargs="+", default=list(SCORES), choices=SCORES, help="with --table")
-    parser.add_argument("--ps", nargs="+", type=p_value, default=[0.1, 0.3, 0.5, 1.0, 2.0], help="with --table")
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="with --table")
     parser.add_argument(
-        "--gradients-of", nargs="+", default=list(GRADIENTS_OF), choices=GRADIENTS_OF, help="with --table"
+        "--table", action="store_true", help="every score setting of the lists below: write a threshold table"
     )
+    add_sweep_options(parser.add_argument_group("with --table"), {**SWEEP_DEFAULTS, "layer": ["last"]})
     parser.add_argument("--out", type=output_file, required=True, help="parameter YAML (or threshold table) to write")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    from gradunc_ros.pipeline import SegmentationPipeline
     from gradunc_ros.thresholds import write_table
-    from gradunc_ros.tools.evaluate import score_settings
 
-    if args.table:
-        wanted = score_settings(args.scores, args.ps, args.modes, ["last"], args.gradients_of)
-    else:
-        wanted = [settings_from(args)]
+    wanted = sweep_from(args) if args.table else [settings_from(args)]
+    if not wanted:
+        raise ValueError("no valid score setting in these combinations (the penultimate layer: weights, last_layer)")
     dataset = read_ood_dataset(args.dataset, args.data, args.split)
-    loaded = load_from(args)
-    pipeline = SegmentationPipeline(loaded, wanted[0], device=args.device, input_size=args.input_size)
+    assembly = assemble_from(args, wanted[0], "gradunc-calibrate")
+    loaded, pipeline = assembly.loaded, assembly.pipeline
+    for one in wanted:
+        pipeline.head.check_supported(one)
     frames = len(dataset.frames[: args.max_frames])
     how = (
         "best pixel F1" if args.best_f1 else f"at most {args.target_fpr:g} of in-distribution pixels flagged"
@@ -92,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         pipeline, dataset, wanted, args.target_fpr, args.max_frames, progress=lambda items, **kw: tqdm(items, **kw)
     )
     if args.table:
-        write_table(args.out, thresholds, how, loaded.spec.name, str(loaded.weights.name if loaded.weights else ""))
+        write_table(args.out, thresholds, how, loaded.name, str(loaded.weights.name if loaded.weights else ""))
         print(f"{len(thresholds)} thresholds ({how}); wrote {args.out}")
         return 0
     settings = wanted[0]

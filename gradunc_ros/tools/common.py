@@ -15,11 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gradunc_ros.models.preprocess import parse_size
-from gradunc_ros.uncertainty import DEFAULT_SCORE, GRADIENTS_OF, SCORES, HeadSettings
+from gradunc_ros.uncertainty import DEFAULT_SCORE, SETTING_FIELDS, HeadSettings, SettingField, sweep
 from gradunc_ros.uncertainty.norms import P_MAX, P_MIN
-from gradunc_ros.uncertainty.pgn import MODES
-
-DEFAULTS = DEFAULT_SCORE  # the node's default score
 
 
 class ToolParser(argparse.ArgumentParser):
@@ -130,41 +127,75 @@ def existing_folder(text: str) -> Path:
     return path
 
 
+def _setting_type(field: SettingField):
+    return p_value if field.choices is None else str
+
+
 def add_score_options(parser: argparse.ArgumentParser) -> None:
-    """--score, --p, --mode, --layer, --gradient-of, with the head's defaults."""
-    parser.add_argument("--score", default=DEFAULTS.score, choices=SCORES, help=f"score (default: {DEFAULTS.score})")
-    parser.add_argument(
-        "--p",
-        type=p_value,
-        default=DEFAULTS.p,
-        help=f"exponent of the gradient norm, {P_MIN:g} to {P_MAX:g} (default: {DEFAULTS.p:g})",
-    )
-    parser.add_argument(
-        "--mode", default=DEFAULTS.mode, choices=MODES, help="exact gradient or the paper's reference code"
-    )
-    parser.add_argument(
-        "--layer", default=DEFAULTS.layer, choices=("last", "penultimate"), help="which layer's gradient"
-    )
-    parser.add_argument(
-        "--gradient-of",
-        default=DEFAULTS.gradient_of,
-        choices=GRADIENTS_OF,
-        help=f"the last layer's weights, its bias (the class factor) or the whole layer (default: "
-        f"{DEFAULTS.gradient_of})",
-    )
+    """One option per score setting (``--score``, ``--p``, ``--mode``, ``--resolution``, ``--layer``,
+    ``--gradient-of``), made from the one table of settings, with the node's defaults."""
+    for field in SETTING_FIELDS:
+        default = getattr(DEFAULT_SCORE, field.name)
+        parser.add_argument(
+            "--" + field.name.replace("_", "-"),
+            type=_setting_type(field),
+            default=default,
+            choices=field.choices,
+            help=f"{field.help} (default: {default:g})"
+            if field.choices is None
+            else f"{field.help} (default: {default})",
+        )
 
 
 def settings_from(args: argparse.Namespace) -> HeadSettings:
-    return HeadSettings(score=args.score, p=args.p, mode=args.mode, layer=args.layer, gradient_of=args.gradient_of)
+    """The HeadSettings of the options ``add_score_options`` made."""
+    return HeadSettings(**{field.name: getattr(args, field.name) for field in SETTING_FIELDS})
 
 
-def add_model_options(parser: argparse.ArgumentParser, model_names: list[str]) -> None:
-    parser.add_argument("--model", choices=model_names, help="architecture (default: the shipped model's)")
+def add_sweep_options(
+    parser: argparse.ArgumentParser, defaults: dict[str, list], aliases: dict[str, str] | None = None
+) -> None:
+    """One list option per score setting (``--scores``, ``--ps``, ``--modes``, ``--resolutions``,
+    ``--layers``, ``--gradients-of``) for the tools that compute many settings at once; ``defaults`` by
+    setting name; ``aliases``: a further option string per setting name (e.g. ``--p`` for ``--ps``)."""
+    for field in SETTING_FIELDS:
+        names = ["--" + field.sweep.replace("_", "-")]
+        if aliases and field.name in aliases:
+            names.append(aliases[field.name])
+        parser.add_argument(
+            *names,
+            dest=field.sweep,
+            nargs="+",
+            type=_setting_type(field),
+            default=defaults.get(field.name, [getattr(DEFAULT_SCORE, field.name)]),
+            choices=field.choices,
+            help=f"{field.name} values to compute: {field.help}",
+        )
+
+
+def sweep_from(args: argparse.Namespace) -> list[HeadSettings]:
+    """Every valid combination of the values ``add_sweep_options`` took (baselines once each)."""
+    return sweep({field.name: getattr(args, field.sweep) for field in SETTING_FIELDS})
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """--model, --weights, --card, --model-path, --num-classes, --device, --input-size: what ModelRequest and
+    the pipeline take."""
+    parser.add_argument(
+        "--model",
+        help="a registered architecture (listed below) or a factory package.module:function returning an "
+        "nn.Module (default: the shipped model)",
+    )
     parser.add_argument(
         "--weights",
-        help="weights file, .safetensors or .pth (default: the shipped weights of --model; 'random': random "
-        "weights, for tests)",
+        help="weights file, .safetensors or .pth (default: the shipped weights of --model, or a factory's own; "
+        "'random': random weights, for tests)",
     )
+    parser.add_argument(
+        "--card", help="model card YAML: classes, colours, normalisation, ... (default: <weights>.card.yaml beside "
+        "the weights, if any)"
+    )  # fmt: skip
+    parser.add_argument("--model-path", help="folder to import a factory's module from (default: the environment)")
     parser.add_argument(
         "--num-classes",
         type=positive_int,
@@ -174,11 +205,36 @@ def add_model_options(parser: argparse.ArgumentParser, model_names: list[str]) -
     parser.add_argument("--input-size", type=size_argument, help="network input WIDTHxHEIGHT (default: the model's)")
 
 
-def load_from(args: argparse.Namespace):
-    """The model that --model, --weights and --num-classes name (see add_model_options)."""
-    from ..models import load_model
+def request_from(args: argparse.Namespace):
+    """The ModelRequest of the options ``add_model_options`` made."""
+    from ..assembly import ModelRequest
 
-    return load_model(args.model, args.weights, num_classes=args.num_classes)
+    return ModelRequest(args.model, args.weights, args.card, args.model_path, args.num_classes)
+
+
+def load_from(args: argparse.Namespace):
+    """The model the options of ``add_model_options`` name."""
+    return request_from(args).load()
+
+
+def assemble_from(args: argparse.Namespace, settings: HeadSettings, prog: str, threshold: float | None = None):
+    """Model, pipeline and threshold from a tool's options (``assembly.assemble``); what the model card did
+    not say, and a threshold warning, said once on stderr."""
+    from ..assembly import assemble
+
+    assembly = assemble(
+        request_from(args), settings, device=args.device, input_size=args.input_size, threshold=threshold
+    )
+    say_assumed(assembly.loaded, lambda text: print(f"{prog}: {text}", file=sys.stderr))
+    if assembly.threshold.warning:
+        print(f"{prog}: {assembly.threshold.warning}", file=sys.stderr)
+    return assembly
+
+
+def say_assumed(loaded, say: Callable[[str], None]) -> None:
+    """One line naming what no model card said and was assumed (class names, colours, normalisation)."""
+    if loaded.assumed:
+        say(f"no model card says the {', '.join(loaded.assumed)}: assumed (a card: --card, or <weights>.card.yaml)")
 
 
 def first_line(error: BaseException) -> str:

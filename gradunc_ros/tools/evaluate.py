@@ -7,7 +7,6 @@ Writes results.json, results.md (a table, best AuPRC first) and plots
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import sys
 
@@ -17,38 +16,27 @@ from gradunc_ros.evaluation.bootstrap import DRAWS, SEED
 from gradunc_ros.evaluation.datasets import DATASET_KINDS, read_ood_dataset
 from gradunc_ros.evaluation.report import default_text, markdown_table, write_report
 from gradunc_ros.evaluation.runner import evaluate
-from gradunc_ros.models import describe_models, model_names
-from gradunc_ros.pipeline import SegmentationPipeline
+from gradunc_ros.models import describe_models
 from gradunc_ros.tools.common import (
     ToolParser,
     add_model_options,
-    load_from,
+    add_sweep_options,
+    assemble_from,
     non_negative_int,
     one_line_errors,
     output_folder,
     positive_int,
+    sweep_from,
 )
-from gradunc_ros.uncertainty import SCORES, HeadSettings
-from gradunc_ros.uncertainty.head import GRADIENT_SCORES
-from gradunc_ros.uncertainty.pgn import GRADIENTS_OF, MODES
+from gradunc_ros.uncertainty import GRADIENTS_OF, SCORES, HeadSettings
+from gradunc_ros.uncertainty.pgn import MODES
 
-
-def score_settings(
-    scores: list[str], ps: list[float], modes: list[str], layers: list[str], gradients_of: list[str] = ("weights",)
-) -> list[HeadSettings]:
-    """Baselines once each; gradient scores for every p, mode, layer and parameter set (the penultimate
-    layer only for its weights)."""
-    settings = []
-    for score in scores:
-        if score in GRADIENT_SCORES:
-            settings += [
-                HeadSettings(score, p, mode, "last_layer", layer, gradient_of)
-                for p, mode, layer, gradient_of in itertools.product(ps, modes, layers, gradients_of)
-                if layer == "last" or gradient_of == "weights"
-            ]
-        else:
-            settings.append(HeadSettings(score))
-    return settings
+# What gradunc-eval computes unless told: every score, the paper's p values, both modes, the last layer's three
+# parameter sets, at the last layer's resolution.
+SWEEP_DEFAULTS = {
+    "score": list(SCORES), "p": [0.1, 0.3, 0.5, 1.0, 2.0], "mode": list(MODES), "resolution": ["last_layer"],
+    "layer": ["last"], "gradient_of": list(GRADIENTS_OF),
+}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,20 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="camvid", choices=sorted(DATASET_KINDS), help="layout of --data")
     parser.add_argument("--data", required=True, help="data set folder")
     parser.add_argument("--split", default="val", help="split, where the layout has splits (default: val)")
-    add_model_options(parser, model_names())
-    parser.add_argument("--scores", nargs="+", default=list(SCORES), choices=SCORES, help="scores (default: all)")
-    parser.add_argument(
-        "--p", nargs="+", type=float, default=[0.1, 0.3, 0.5, 1.0, 2.0], help="p values of gradient scores"
-    )
-    parser.add_argument("--modes", nargs="+", default=["exact", "reference"], choices=MODES)
-    parser.add_argument("--layers", nargs="+", default=["last"], choices=("last", "penultimate"))
-    parser.add_argument(
-        "--gradient-of",
-        nargs="+",
-        default=list(GRADIENTS_OF),
-        choices=GRADIENTS_OF,
-        help="the last layer's weights, its bias (the class factor alone), or the whole layer (default: all)",
-    )
+    add_model_options(parser)
+    add_sweep_options(parser, SWEEP_DEFAULTS, aliases={"p": "--p", "gradient_of": "--gradient-of"})
     parser.add_argument("--max-frames", type=positive_int, help="only the first N frames")
     parser.add_argument(
         "--bootstrap", type=non_negative_int, default=DRAWS, help=f"frame bootstrap draws (default {DRAWS}; 0: none)"
@@ -84,23 +60,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-factors", action="store_true", help="leave out the factor report")
     parser.add_argument("--out", type=output_folder, required=True, help="output folder")
     args = parser.parse_args(argv)
-    try:
-        settings = score_settings(args.scores, args.p, args.modes, args.layers, args.gradient_of)
-    except ValueError as error:
-        parser.error(str(error))
+    settings = sweep_from(args)
+    if not settings:
+        parser.error("no valid score setting in these combinations (the penultimate layer: weights, last_layer)")
     return one_line_errors("gradunc-eval", lambda: run(args, settings))
 
 
 def run(args: argparse.Namespace, settings: list[HeadSettings]) -> int:
     dataset = read_ood_dataset(args.dataset, args.data, args.split)
-    loaded = load_from(args)
-    pipeline = SegmentationPipeline(loaded, HeadSettings(), device=args.device, input_size=args.input_size)
+    assembly = assemble_from(args, HeadSettings(), "gradunc-eval")
+    loaded, pipeline = assembly.loaded, assembly.pipeline
+    for one in settings:  # a setting this model cannot compute is refused before the run, with the reason
+        pipeline.head.check_supported(one)
     evaluation = evaluate(
         pipeline, dataset, settings, args.max_frames, progress=tqdm, factors=not args.no_factors,
         draws=args.bootstrap, seed=args.seed,
     )  # fmt: skip
     weights = os.path.relpath(loaded.weights) if loaded.weights else "random"
-    extra = {"model": loaded.spec.name, "weights": weights, "device": str(pipeline.device)}
+    extra = {"model": loaded.name, "weights": weights, "device": str(pipeline.device)}
     written = write_report(evaluation, args.out, loaded.colours, extra)
     print(markdown_table(evaluation))
     if evaluation.default:

@@ -20,7 +20,7 @@ from gradunc_ros.evaluation.datasets import camvid_frames
 from gradunc_ros.evaluation.segmentation import miou_over_frames
 from gradunc_ros.models import load_model, save_safetensors
 from gradunc_ros.pipeline import SegmentationPipeline
-from gradunc_ros.tools.common import ToolParser, load_from, one_line_errors, output_file, positive_int, size_argument
+from gradunc_ros.tools.common import ToolParser, one_line_errors, output_file, positive_int, size_argument
 from gradunc_ros.uncertainty import HeadSettings
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -58,12 +58,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    loaded = load_from(args)
+    loaded = load_model(args.model, args.weights, num_classes=args.num_classes)
     extra = dict(note.split("=", 1) for note in args.note)
     if args.input_size:
         extra["input_size"] = f"{args.input_size[1]}x{args.input_size[0]}"
     save_safetensors(
-        loaded.model, args.out, model_name=loaded.spec.name, class_names=loaded.class_names,
+        loaded.model, args.out, model_name=loaded.name, class_names=loaded.class_names,
         dtype=DTYPES[args.dtype], extra=extra,
     )  # fmt: skip
     if args.data:
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         extra[f"{args.split}_miou"] = f"{result['miou']:.4f}"
         extra[f"{args.split}_iou"] = json.dumps({k: round(v, 4) for k, v in result["iou"].items()})
         save_safetensors(
-            load_model(weights=args.out).model, args.out, model_name=loaded.spec.name,
+            load_model(weights=args.out).model, args.out, model_name=loaded.name,
             class_names=loaded.class_names, dtype=DTYPES[args.dtype], extra=extra,
         )  # fmt: skip
         print(json.dumps(result, indent=1))

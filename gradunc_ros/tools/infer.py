@@ -22,12 +22,12 @@ import numpy as np
 from tqdm import tqdm
 
 from gradunc_ros.imageio import ImageDecodeError, read_rgb
-from gradunc_ros.models import describe_models, model_names
+from gradunc_ros.models import describe_models
 from gradunc_ros.tools.common import (
     ToolParser,
     add_model_options,
     add_score_options,
-    load_from,
+    assemble_from,
     one_line_errors,
     output_folder,
     settings_from,
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="registered models:\n" + describe_models(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_model_options(parser, model_names())
+    add_model_options(parser)
     add_score_options(parser)
     parser.add_argument(
         "--threshold", type=float, help="OoD mask threshold (default: the one calibrated for the score, if any)"
@@ -71,16 +71,10 @@ def output_stems(images: list[str], out: Path) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     from gradunc_ros.outputs import render_outputs
-    from gradunc_ros.pipeline import SegmentationPipeline
-    from gradunc_ros.thresholds import choose_threshold, table_for_weights
 
     stems = output_stems(args.images, args.out)
-    settings = settings_from(args)
-    loaded = load_from(args)
-    pipeline = SegmentationPipeline(loaded, settings, device=args.device, input_size=args.input_size)
-    choice = choose_threshold(settings, table_for_weights(loaded.weights), args.threshold)
-    if choice.warning:
-        print(f"gradunc-infer: {choice.warning}", file=sys.stderr)
+    assembly = assemble_from(args, settings_from(args), "gradunc-infer", args.threshold)
+    loaded, pipeline, choice = assembly.loaded, assembly.pipeline, assembly.threshold
     mask = choice.mask()
     failed = 0
     for path, stem in tqdm(

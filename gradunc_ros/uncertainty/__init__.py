@@ -6,7 +6,8 @@ Neural Networks applied to Out-of-Distribution Segmentation"
 """
 
 from .baselines import BASELINES, entropy, max_logit, msp
-from .head import DEFAULT_SCORE, SCORES, GradientUncertaintyHead, HeadOutput, HeadSettings
+from .head import GradientUncertaintyHead, HeadOutput
+from .model_output import OutputError, logits_of
 from .norms import log_pnorm, patch_log_pnorm
 from .pgn import (
     GRADIENTS_OF,
@@ -21,11 +22,18 @@ from .pgn import (
     pgn_transposed,
 )
 from .resample import log_bilinear_resize
+from .settings import DEFAULT_SCORE, GRADIENT_SCORES, SCORES, SETTING_FIELDS, HeadSettings, SettingField, sweep
 
 __all__ = [
     "BASELINES",
     "DEFAULT_SCORE",
     "GRADIENTS_OF",
+    "GRADIENT_SCORES",
+    "SETTING_FIELDS",
+    "OutputError",
+    "SettingField",
+    "logits_of",
+    "sweep",
     "SCORES",
     "GradientUncertaintyHead",
     "HeadOutput",

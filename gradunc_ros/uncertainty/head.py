@@ -22,19 +22,16 @@ that computes the logits, from one read of the features (``fused.py``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from .baselines import BASELINES
 from .fused import FUSED_CHOICES, FusedLastLayer, fusable_layer, triton_runs_on
-from .norms import P_MAX, P_MIN
+from .model_output import logits_of
 from .pgn import (
-    GRADIENTS_OF,
-    MODES,
     class_log_norm,
     combine_factors,
     effective_gradient_of,
@@ -43,88 +40,7 @@ from .pgn import (
     predicted_class,
 )
 from .resample import log_bilinear_resize, log_pnorm_of_upsampled
-
-GRADIENT_SCORES = {"pgn_oh": "onehot", "pgn_uni": "uniform"}
-SCORES: tuple[str, ...] = (*GRADIENT_SCORES, *BASELINES)
-RESOLUTIONS: tuple[str, ...] = ("last_layer", "output")
-LAYERS: tuple[str, ...] = ("last", "penultimate")
-
-
-@dataclass(frozen=True)
-class HeadSettings:
-    """What the head computes; every field is validated on construction.
-
-    score: one of SCORES; higher always means more anomalous.
-    p: exponent of the gradient norm, P_MIN <= p <= P_MAX (the paper uses 0.1 to 2).
-    mode: "exact" gradient or the paper's "reference" code.
-    resolution: "last_layer" (the paper's) or "output" (exact, 1x1 last layers).
-    layer: gradient of the "last" layer or of the "penultimate" conv (its weights).
-    gradient_of: which of the last layer's parameters: "weights" (the paper's), "bias" (the class
-        factor ||s - y||_p alone, also the logit gradient), or the whole "layer" (weights and bias).
-    """
-
-    # Field defaults are the plain choices (the paper's exact weight gradient, p = 0.1); the package's
-    # default score, the winner on CamVid-OoD val, is DEFAULT_SCORE below.
-    score: str = "max_logit"
-    p: float = 0.1
-    mode: str = "exact"
-    resolution: str = "last_layer"
-    layer: str = "last"
-    gradient_of: str = "weights"
-
-    def __post_init__(self) -> None:
-        choices = (
-            ("score", SCORES), ("mode", MODES), ("resolution", RESOLUTIONS), ("layer", LAYERS),
-            ("gradient_of", GRADIENTS_OF),
-        )  # fmt: skip
-        for name, allowed in choices:
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-        if isinstance(self.p, bool) or not isinstance(self.p, (int, float)) or not P_MIN <= self.p <= P_MAX:
-            raise ValueError(f"p must be a number from {P_MIN:g} to {P_MAX:g}; got {self.p!r}")
-        object.__setattr__(self, "p", float(self.p))
-        if self.layer == "penultimate" and self.resolution != "last_layer":
-            raise ValueError("the penultimate-layer score is defined at the last layer's resolution only")
-        if self.layer == "penultimate" and self.gradient_of != "weights":
-            raise ValueError(
-                "the penultimate-layer score is the gradient of that conv's weights only: set gradient_of to weights"
-            )
-
-    @property
-    def is_gradient_score(self) -> bool:
-        return self.score in GRADIENT_SCORES
-
-    @property
-    def name(self) -> str:
-        """A short unique name, e.g. ``pgn_oh_exact_p0.3``, ``pgn_oh_exact_p0.1_bias`` or ``entropy``."""
-        if not self.is_gradient_score:
-            return self.score
-        suffix = "" if self.gradient_of == "weights" else f"_{self.gradient_of}"
-        suffix += "" if self.layer == "last" else "_penultimate"
-        suffix += "" if self.resolution == "last_layer" else "_output"
-        return f"{self.score}_{self.mode}_p{self.p:g}{suffix}"
-
-    @property
-    def canonical(self) -> HeadSettings:
-        """The same score with the fields it ignores at their defaults: baselines need no p, mode,
-        resolution, layer or gradient_of.  Two settings that compute the same thing are equal here."""
-        return self if self.is_gradient_score else HeadSettings(score=self.score)
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> HeadSettings:
-        """Build from a dict (e.g. a parameter file), refusing unknown keys."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown head setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**dict(values))
-
-
-# The default score of the node and the tools: the best AuPRC on CamVid-OoD val with the shipped model, by the rule
-# of evaluation.runner.choose_default (results/camvid_val/results.md): the gradient of the last layer's bias with
-# the paper's code's uniform pseudo label, p = 0.1, i.e. ||(C - 1)/C * s||_0.1.
-DEFAULT_SCORE = HeadSettings(score="pgn_uni", p=0.1, mode="reference", gradient_of="bias")
+from .settings import DEFAULT_SCORE, GRADIENT_SCORES, HeadSettings
 
 
 @dataclass
@@ -145,7 +61,12 @@ class GradientUncertaintyHead(nn.Module):
 
     ``last_layer`` names the module (``model.get_submodule`` path) whose
     weights the gradient is taken of: a 1x1 or k x k ``Conv2d``, a
-    ``ConvTranspose2d`` with kernel == stride, or a ``Linear``.  For the
+    ``ConvTranspose2d`` with kernel == stride, or a ``Linear``; None where the
+    model has no single last layer (then only the softmax baselines and the
+    bias gradient, which is the logits' gradient, are computed, from the
+    returned logits).  ``output_key``: where the logits are in the model's
+    output (``model_output.logits_of``: a tensor, a mapping, ``.logits``, a
+    tuple).  For the
     penultimate variant, also name the conv W and the batch norm between W
     and the ReLU that feeds the last layer.  ``align_corners`` is how the
     model upsamples its logits (and how the paper upsamples the score).
@@ -156,7 +77,7 @@ class GradientUncertaintyHead(nn.Module):
     def __init__(
         self,
         model: nn.Module,
-        last_layer: str,
+        last_layer: str | None,
         settings: HeadSettings | None = None,
         *,
         penultimate_conv: str | None = None,
@@ -164,21 +85,24 @@ class GradientUncertaintyHead(nn.Module):
         align_corners: bool = True,
         fused: str = "off",
         last_layer_at_output: bool | None = None,
+        output_key: str | None = None,
     ) -> None:
         super().__init__()
         if fused not in FUSED_CHOICES:
             raise ValueError(f"fused must be one of {', '.join(FUSED_CHOICES)}, got {fused!r}")
         self.model = model
         self.align_corners = align_corners
-        self.last_layer = model.get_submodule(last_layer)
+        self.output_key = output_key
+        self.last_layer = model.get_submodule(last_layer) if last_layer else None
         self.last_layer_at_output = last_layer_at_output
         self.penultimate_conv = model.get_submodule(penultimate_conv) if penultimate_conv else None
         self.penultimate_bn = model.get_submodule(penultimate_bn) if penultimate_bn else None
         self._captured: dict[str, Tensor] = {}
         self._wanted: dict[str, bool] = {}  # what the pass in progress needs captured
-        self.last_layer.register_forward_hook(self._capture_last)
+        if self.last_layer is not None:
+            self.last_layer.register_forward_hook(self._capture_last)
         self.fused: FusedLastLayer | None = None
-        if fused != "off" and fusable_layer(self.last_layer):
+        if fused != "off" and self.last_layer is not None and fusable_layer(self.last_layer):
             self.fused = FusedLastLayer.attach(self.last_layer)
         elif fused == "triton":
             raise ValueError(f"the fused head cannot compute this last layer ({type(self.last_layer).__name__})")
@@ -198,6 +122,11 @@ class GradientUncertaintyHead(nn.Module):
 
     def check_supported(self, settings: HeadSettings) -> None:
         """ValueError with the reason when this model cannot compute ``settings``."""
+        if self.last_layer is None and settings.is_gradient_score and settings.gradient_of != "bias":
+            raise ValueError(
+                f"gradient_of {settings.gradient_of} needs the last layer's input, and this model has no single last "
+                "layer (the model card says last_layer: none): gradient_of bias and the softmax baselines run"
+            )
         if settings.layer == "penultimate":
             if not isinstance(self.penultimate_conv, nn.Conv2d) or not isinstance(self.penultimate_bn, nn.BatchNorm2d):
                 raise ValueError(
@@ -206,7 +135,10 @@ class GradientUncertaintyHead(nn.Module):
                 )
             if not isinstance(self.last_layer, nn.Conv2d):
                 raise ValueError("the penultimate score needs a 1x1 Conv2d last layer")
-        if settings.is_gradient_score and settings.resolution == "output" and self.last_layer_at_output is False:
+        # The bias gradient at the output resolution is s - y of the output logits whatever the layer (bilinear
+        # weights sum to 1, so the bias passes the upsampling unchanged); the weights' needs a 1x1 conv.
+        below_output = self.last_layer_at_output is False and settings.gradient_of != "bias"
+        if settings.is_gradient_score and settings.resolution == "output" and below_output:
             if not _is_pointwise_conv(self.last_layer):
                 raise ValueError(
                     "the exact output-resolution score needs a 1x1 conv last layer, or a last layer whose output "
@@ -256,9 +188,7 @@ class GradientUncertaintyHead(nn.Module):
         }
         self._captured.clear()
         try:
-            logits = self.model(images)
-            if not isinstance(logits, Tensor) or logits.dim() != 4:
-                raise TypeError("the wrapped model must return N x C x H x W logits as one tensor")
+            logits = logits_of(self.model(images), self.output_key)
             labels = predicted_class(logits)
             scores = [
                 self._gradient_score(s, logits) if s.is_gradient_score else BASELINES[s.score](logits)
@@ -284,9 +214,13 @@ class GradientUncertaintyHead(nn.Module):
         size = tuple(logits.shape[-2:])
         if not factors and self.fused is not None and self.fused.score is not None:
             return log_bilinear_resize(self.fused.score, size, self.align_corners)
+        label = GRADIENT_SCORES[settings.score]
+        if self.last_layer is None:  # check_supported allows the bias gradient only: the logits' gradient
+            if factors:
+                raise ValueError("the factor report needs the last layer's input, and this model has no last layer")
+            return class_log_norm(logits, settings.p, label, settings.mode, from_logits=True).to(torch.float32)
         if "last_input" not in self._captured:
             raise RuntimeError("the last layer did not run in the model's forward pass")
-        label = GRADIENT_SCORES[settings.score]
         features = self._captured["last_input"]
         low_logits = self._captured["last_output"]
         if settings.resolution == "output" and tuple(low_logits.shape[-2:]) != size:
@@ -321,11 +255,11 @@ class GradientUncertaintyHead(nn.Module):
         self, settings: HeadSettings, label: str, logits: Tensor, features: Tensor, factors: bool
     ) -> Tensor | tuple[Tensor, Tensor]:
         layer = self.last_layer
-        if not _is_pointwise_conv(layer):
-            raise ValueError("the exact output-resolution score needs a 1x1 conv last layer")
         class_norm = class_log_norm(logits, settings.p, label, settings.mode, from_logits=True).to(torch.float32)
         if settings.gradient_of == "bias" and not factors:
             return class_norm
+        if not _is_pointwise_conv(layer):
+            raise ValueError("the exact output-resolution score needs a 1x1 conv last layer")
         feature_norm = log_pnorm_of_upsampled(features, tuple(logits.shape[-2:]), settings.p, self.align_corners)
         if factors:
             return class_norm, feature_norm.to(torch.float32)
