@@ -38,8 +38,9 @@ demo: setup
 	exec $(PY) -m gradunc_ros.tools.demo --input "$(INPUT)" --out demo_out
 
 lock: setup
-	printf '# Exact versions for .venv, from pip freeze of a working set-up.\n# Regenerate: make lock\n' > requirements/constraints.txt.new
-	$(PY) -m pip freeze --exclude-editable | grep -v '^torch==' >> requirements/constraints.txt.new
+	printf '# Exact versions for .venv, from pip freeze of a working set-up (Python 3.11).\n# Regenerate: make lock\n' > requirements/constraints.txt.new
+	# --all keeps setuptools pinned (colcon and the editable install need it); pip itself is not pinned.
+	$(PY) -m pip freeze --all --exclude-editable | grep -v -e '^torch==' -e '^pip==' >> requirements/constraints.txt.new
 	echo 'torch==2.13.0' >> requirements/constraints.txt.new
 	mv requirements/constraints.txt.new requirements/constraints.txt
 

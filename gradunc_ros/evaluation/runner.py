@@ -52,7 +52,11 @@ def _histogram(score_maps: list[np.ndarray], labels: list[np.ndarray], bins: int
     values = np.concatenate([s[lab != IGNORE] for s, lab in zip(score_maps, labels, strict=True)])
     kinds = np.concatenate([lab[lab != IGNORE] for lab in labels])
     finite = np.isfinite(values)
-    edges = np.histogram_bin_edges(values[finite], bins=bins)
+    try:
+        edges = np.histogram_bin_edges(values[finite], bins=bins)
+    except ValueError:  # a (nearly) constant score, e.g. of a random model: one bin around it
+        low, high = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 0.0)
+        edges = np.array([low - 0.5, high + 0.5])
     return {
         "edges": edges.tolist(),
         "in_distribution": np.histogram(values[finite & (kinds == 0)], edges)[0].tolist(),

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if not wanted:
         raise ValueError("no valid score setting in these combinations (the penultimate layer: weights, last_layer)")
     dataset = read_ood_dataset(args.dataset, args.data, args.split)
-    assembly = assemble_from(args, wanted[0], "gradunc-calibrate")
+    assembly = assemble_from(args, wanted[0], "gradunc-calibrate", masks=False)
     loaded, pipeline = assembly.loaded, assembly.pipeline
     for one in wanted:
         pipeline.head.check_supported(one)

@@ -217,16 +217,18 @@ def load_from(args: argparse.Namespace):
     return request_from(args).load()
 
 
-def assemble_from(args: argparse.Namespace, settings: HeadSettings, prog: str, threshold: float | None = None):
+def assemble_from(
+    args: argparse.Namespace, settings: HeadSettings, prog: str, threshold: float | None = None, masks: bool = True
+):
     """Model, pipeline and threshold from a tool's options (``assembly.assemble``); what the model card did
-    not say, and a threshold warning, said once on stderr."""
+    not say, and (for a tool that makes masks) a threshold warning, said once on stderr."""
     from ..assembly import assemble
 
     assembly = assemble(
         request_from(args), settings, device=args.device, input_size=args.input_size, threshold=threshold
     )
     say_assumed(assembly.loaded, lambda text: print(f"{prog}: {text}", file=sys.stderr))
-    if assembly.threshold.warning:
+    if masks and assembly.threshold.warning:
         print(f"{prog}: {assembly.threshold.warning}", file=sys.stderr)
     return assembly
 

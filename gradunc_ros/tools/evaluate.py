@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, settings: list[HeadSettings]) -> int:
     dataset = read_ood_dataset(args.dataset, args.data, args.split)
-    assembly = assemble_from(args, HeadSettings(), "gradunc-eval")
+    assembly = assemble_from(args, HeadSettings(), "gradunc-eval", masks=False)
     loaded, pipeline = assembly.loaded, assembly.pipeline
     for one in settings:  # a setting this model cannot compute is refused before the run, with the reason
         pipeline.head.check_supported(one)
