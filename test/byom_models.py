@@ -112,7 +112,8 @@ class _SlidingWindow(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         half = x.shape[-1] // 2
-        return torch.cat([self.classifier(self.features(x[..., :half])), self.classifier(self.features(x[..., half:]))], -1)
+        windows = (x[..., :half], x[..., half:])
+        return torch.cat([self.classifier(self.features(window)) for window in windows], -1)
 
 
 class _Sigmoid(nn.Module):

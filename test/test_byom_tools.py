@@ -54,8 +54,8 @@ def test_infer_eval_calibrate_and_bag_evaluate_run_with_a_users_model(
     assert {"pgn_oh_exact_p0.5", "pgn_oh_exact_p0.5_bias_output", "entropy"} <= set(results["scores"])
 
     table = tmp_path / "thresholds.yaml"
-    assert calibrate.main([*model, "--data", str(tiny_camvid), "--best-f1", "--table", "--scores", "pgn_oh",
-                           "--ps", "0.5", "--resolutions", "last_layer", "output", "--out", str(table)]) == 0  # fmt: skip
+    table_options = ["--table", "--scores", "pgn_oh", "--ps", "0.5", "--resolutions", "last_layer", "output"]
+    assert calibrate.main([*model, "--data", str(tiny_camvid), "--best-f1", *table_options, "--out", str(table)]) == 0
     written = yaml.safe_load(table.read_text())["thresholds"]
     assert "pgn_oh_exact_p0.5_output" in written and "pgn_oh_exact_p0.5" in written
 
