@@ -17,7 +17,7 @@ import os
 import torch
 from torch import Tensor, nn
 
-from .pgn import effective_gradient_of
+from .pgn import GRADIENTS_OF, LABELS, MODES, _check_choice, effective_gradient_of
 
 FUSED_CHOICES = ("auto", "off", "triton")
 
@@ -94,12 +94,9 @@ def fused_scores(
     ``pgn_for_layer``)."""
     from . import triton_kernels
 
-    if label not in ("onehot", "uniform"):
-        raise ValueError(f"unknown label {label!r}")
-    if gradient_of not in GRADIENT_OF_CODES:
-        raise ValueError(f"unknown gradient_of {gradient_of!r}")
-    if mode not in ("exact", "reference"):
-        raise ValueError(f"unknown mode {mode!r}")
+    _check_choice("label", label, LABELS)
+    _check_choice("gradient_of", gradient_of, GRADIENTS_OF)
+    _check_choice("mode", mode, MODES)
     gradient_of = effective_gradient_of(layer, gradient_of)
     features = features.contiguous()
     weight, bias, stride, classes = packed or weight_matrix(layer, features.dtype)
