@@ -28,7 +28,13 @@ setup(
         "rosbags",
     ],
     # setuptools >= 72 ignores tests_require: colcon test finds pytest through this extra.
-    extras_require={"test": ["pytest<9"]},
+    extras_require={
+        "test": ["pytest<9"],
+        # gradunc-export --onnx and the backends onnxruntime and openvino (node parameter backend, --backend).
+        "onnx": ["onnx", "onnxruntime", "openvino"],
+        # Models brought by the user from Hugging Face (the tests build a SegFormer from a config).
+        "transformers": ["transformers"],
+    },
     # The shipped default model travels inside the package, so pip installs have it too.
     package_data={package_name: ["weights/*.safetensors", "weights/*.yaml", "weights/*.md"]},
     zip_safe=False,

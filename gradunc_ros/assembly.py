@@ -8,6 +8,7 @@ pipeline and picks the threshold by the rule of ``thresholds.py``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from .models import LoadedModel, load_model
@@ -19,16 +20,34 @@ from .uncertainty import HeadSettings
 @dataclass(frozen=True)
 class ModelRequest:
     """Which model to load: a registered name or ``package.module:function`` (empty: the shipped default),
-    weights (a file, ``random``, or empty: the shipped or the factory's own), a model card YAML (empty: the
-    one beside the weights, if any), a folder to import a factory from, a class count for a bare ``.pth``."""
+    weights (a file, ``random``, or empty: the shipped or the factory's own; an ``.onnx`` file for the ONNX
+    backends), a model card YAML (empty: the one beside the weights, if any), a folder to import a factory
+    from, a class count for a bare ``.pth``; the backend that runs it (torch, onnxruntime, openvino) and
+    its CPU threads (0: the runtime's default)."""
 
     model: str | None = None
     weights: str | None = None
     card: str | None = None
     model_path: str | None = None
     num_classes: int | None = None
+    backend: str = "torch"
+    threads: int = 0
 
-    def load(self) -> LoadedModel:
+    def load(self, precision: str = "float32") -> LoadedModel:
+        """The model; for an ONNX backend the graph in its runtime at ``precision``."""
+        from .deploy.onnx_model import is_onnx, load_onnx
+        from .deploy.runtimes import check_backend
+
+        check_backend(self.backend, precision if self.backend != "torch" else "float32")
+        if self.backend != "torch":
+            if not is_onnx(self.weights):
+                raise ValueError(
+                    f"backend {self.backend} runs an ONNX file: give one as weights (gradunc-export --onnx writes "
+                    "one with the uncertainty head inside)"
+                )
+            return load_onnx(self.weights, self.backend, threads=self.threads, precision=precision, card=self.card)
+        if is_onnx(self.weights):
+            raise ValueError(f"{self.weights} is an ONNX file: run it with backend onnxruntime or openvino")
         return load_model(
             self.model or None, self.weights or None, num_classes=self.num_classes or None,
             card=self.card or None, model_path=self.model_path or None,
@@ -63,9 +82,16 @@ def assemble(
 ) -> Assembly:
     """Load ``request`` and build everything that runs it; a ValueError (or KeyError, RuntimeError) with the
     reason when the model cannot be loaded or cannot compute ``settings``."""
-    loaded = request.load()
+    onnx_backend = request.backend != "torch"  # the runtime takes the precision; the graph's input is float32
+    loaded = request.load(precision)
     pipeline = SegmentationPipeline(
-        loaded, settings, device=device, input_size=input_size, fused=fused, precision=precision
-    )
+        loaded, settings, device=device, input_size=input_size, fused=fused,
+        precision="float32" if onnx_backend else precision,
+    )  # fmt: skip
     table = table_for_weights(loaded.weights)
+    if not table.thresholds and "gradunc_thresholds" in loaded.metadata:  # an exported graph carries its table
+        table = ThresholdTable(
+            json.loads(loaded.metadata["gradunc_thresholds"]), json.loads(loaded.metadata["gradunc_thresholds_how"]),
+            loaded.weights,
+        )  # fmt: skip
     return Assembly(loaded, pipeline, table, choose_threshold(settings, table, threshold, threshold_for))

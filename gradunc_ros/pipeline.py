@@ -91,12 +91,16 @@ class SegmentationPipeline:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.loaded = loaded
-        self.device = resolve_device(device)
+        onnx_graph = loaded.graph is not None  # runs in its own runtime, on the CPU
+        self.device = torch.device("cpu") if onnx_graph and device == "auto" else resolve_device(device)
         self.dtype = PRECISIONS[precision]
         if fused == "triton" and not triton_runs_on(self.device):
             raise RuntimeError(f"the fused Triton head needs CUDA and the triton package (device {self.device})")
         self._staging: dict[tuple[int, ...], Tensor] = {}  # pinned host buffers, one per batch shape
-        loaded.model.to(self.device, self.dtype)
+        if onnx_graph and (self.device.type != "cpu" or precision != "float32"):
+            raise ValueError("an ONNX graph runs in its runtime: device cpu, its precision set on the backend")
+        if loaded.model is not None:
+            loaded.model.to(self.device, self.dtype)
         self.head = loaded.make_head(settings, fused)  # the last layer the probe measured at load time
         self.input_size = input_size or loaded.input_size
 

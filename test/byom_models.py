@@ -83,7 +83,10 @@ def segformer(num_classes: int = 5, seed: int = 0, variant: str = "tiny") -> nn.
 
     _seeded(seed)
     config = SegformerConfig(num_labels=num_classes, **(SEGFORMER_TINY if variant == "tiny" else {}))
-    return SegformerForSemanticSegmentation(config)
+    model = SegformerForSemanticSegmentation(config)
+    with torch.no_grad():  # the margins of a trained classifier, not a random one's near-ties between classes
+        model.decode_head.classifier.weight.mul_(30.0)
+    return model
 
 
 def segformer_b0(num_classes: int = 19) -> nn.Module:
@@ -156,3 +159,24 @@ def raising_factory() -> nn.Module:
 
 def not_a_model() -> str:
     return "a model"
+
+
+class _TracedDifferently(nn.Module):
+    """A Python branch on the data before the classifier: PyTorch's tracer sees one side only, so an ONNX
+    export of it computes something else than the model does on real frames."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Conv2d(3, 8, 3, 1, 1)
+        self.classifier = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = torch.relu(self.features(x))
+        if bool(x.abs().sum() > 0):
+            features = features.flip(1)
+        return self.classifier(features)
+
+
+def traced_differently() -> nn.Module:
+    _seeded(0)
+    return _TracedDifferently()

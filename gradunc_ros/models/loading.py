@@ -19,6 +19,7 @@ import json
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -70,8 +71,8 @@ def resolve_weights(name: str | None, weights: str | Path | None) -> tuple[str |
 class LoadedModel:
     """A model in eval mode on the CPU with what running it needs."""
 
-    name: str  # a registered architecture or a factory reference
-    model: nn.Module
+    name: str  # a registered architecture, a factory reference, or an ONNX file's model
+    model: nn.Module | None  # None for an ONNX file (``graph``)
     card: ModelCard  # completed: class names, colours, mean and std are set
     last_layer: LastLayer
     weights: Path | None
@@ -80,6 +81,7 @@ class LoadedModel:
     penultimate_bn: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     assumed: list[str] = field(default_factory=list)  # what no card said (to be said once in the log)
+    graph: Any = None  # an ONNX file in its runtime (deploy.onnx_model.ExportedGraph), instead of ``model``
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -96,8 +98,12 @@ class LoadedModel:
 
     def make_head(self, settings: HeadSettings | None = None, fused: str = "off") -> GradientUncertaintyHead:
         """The gradient-uncertainty head around this model, with its measured last layer and named tail (on
-        whatever device and dtype the model is now)."""
+        whatever device and dtype the model is now); for an ONNX file, the graph's (deploy.onnx_model)."""
         last = self.last_layer
+        if self.graph is not None:
+            from ..deploy.onnx_model import ExportedHead
+
+            return ExportedHead(self.graph, last, settings)
         return GradientUncertaintyHead(
             self.model,
             last.path,

@@ -120,8 +120,9 @@ class GraduncNode(LifecycleNode):
         if value("cpu_threads"):
             torch.set_num_threads(int(value("cpu_threads")))
         request = ModelRequest(
-            value("model"), value("weights"), value("model_card"), value("model_path"), value("num_classes")
-        )
+            value("model"), value("weights"), value("model_card"), value("model_path"), value("num_classes"),
+            value("backend"), value("cpu_threads"),
+        )  # fmt: skip
         head = head_settings({n: value(n) for n in RUNTIME})  # checked before the model loads
         threshold, threshold_score = float(value("threshold")), str(value("threshold_score"))
         self._threshold_for = threshold_score or head.canonical.name

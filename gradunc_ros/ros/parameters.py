@@ -68,14 +68,23 @@ PARAMETERS: dict[str, ParameterSpec] = {
     "num_classes": ParameterSpec(
         0, "class count of a .pth checkpoint without metadata; 0: from the weights", START_ONLY, _ints(0, 65536)
     ),
+    "backend": ParameterSpec(
+        "torch",
+        "what runs the model: torch (PyTorch), or onnxruntime / openvino with an .onnx file as weights (gradunc-export "
+        "--onnx writes one, the uncertainty head inside)",
+        START_ONLY,
+    ),
     "device": ParameterSpec(
         "auto", "auto (CUDA when present), cpu or cuda[:N]; cuda without CUDA fails at start", START_ONLY
     ),
     "cpu_threads": ParameterSpec(
-        0, "PyTorch threads on the CPU; 0: one per core (PyTorch's default)", START_ONLY, _ints(0, 256)
+        0, "CPU threads of the backend (PyTorch, ONNX Runtime, OpenVINO); 0: its default", START_ONLY, _ints(0, 256)
     ),
     "precision": ParameterSpec(
-        "float32", "network precision: float32, float16 or bfloat16 (scores stay float32)", START_ONLY
+        "float32",
+        "network precision: float32, float16 or bfloat16 (torch); float32 or bfloat16 where the CPU has it "
+        "(openvino); float32 (onnxruntime); scores stay float32",
+        START_ONLY,
     ),
     "fused_head": ParameterSpec(
         "auto",

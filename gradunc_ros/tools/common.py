@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from gradunc_ros.deploy.runtimes import BACKENDS
 from gradunc_ros.models.preprocess import parse_size
 from gradunc_ros.uncertainty import DEFAULT_SCORE, SETTING_FIELDS, HeadSettings, SettingField, sweep
 from gradunc_ros.uncertainty.norms import P_MAX, P_MIN
@@ -203,13 +204,36 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     parser.add_argument("--input-size", type=size_argument, help="network input WIDTHxHEIGHT (default: the model's)")
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=BACKENDS,
+        help="what runs the model: torch (PyTorch), or onnxruntime / openvino with an .onnx file as --weights "
+        "(gradunc-export --onnx writes one) (default: torch)",
+    )
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        choices=("float32", "float16", "bfloat16"),
+        help="network precision: torch float32, float16 or bfloat16; openvino float32 or bfloat16 (where the CPU "
+        "has it); onnxruntime float32 (default: float32; scores are float32 either way)",
+    )
+    parser.add_argument(
+        "--threads", type=non_negative_int, default=0, help="CPU threads of the backend (default 0: its own choice)"
+    )
 
 
 def request_from(args: argparse.Namespace):
     """The ModelRequest of the options ``add_model_options`` made."""
     from ..assembly import ModelRequest
 
-    return ModelRequest(args.model, args.weights, args.card, args.model_path, args.num_classes)
+    if args.backend == "torch" and args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return ModelRequest(
+        args.model, args.weights, args.card, args.model_path, args.num_classes, args.backend, args.threads
+    )
 
 
 def load_from(args: argparse.Namespace):
@@ -225,8 +249,9 @@ def assemble_from(
     from ..assembly import assemble
 
     assembly = assemble(
-        request_from(args), settings, device=args.device, input_size=args.input_size, threshold=threshold
-    )
+        request_from(args), settings, device=args.device, input_size=args.input_size, threshold=threshold,
+        precision=args.precision,
+    )  # fmt: skip
     say_assumed(assembly.loaded, lambda text: print(f"{prog}: {text}", file=sys.stderr))
     if masks and assembly.threshold.warning:
         print(f"{prog}: {assembly.threshold.warning}", file=sys.stderr)

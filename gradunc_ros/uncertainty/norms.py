@@ -34,6 +34,17 @@ def work_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
+def logsumexp(x: Tensor, dim: int | Sequence[int], keepdim: bool = False) -> Tensor:
+    """``log(sum(exp(x)))`` along ``dim`` in the max-shift form, written out.  ``torch.logsumexp`` computes the
+    same, but exports to ONNX as ReduceLogSumExp, which overflows to inf for large finite inputs in OpenVINO
+    (openvinotoolkit/openvino issue 35648) and TensorRT (NVIDIA/TensorRT issue 4772); written out, every
+    runtime gets the shifted form.  A row that is all -inf is shifted by 0 and stays -inf (a zero norm)."""
+    top = x.amax(dim=dim, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    out = (x - top).exp().sum(dim=dim, keepdim=True).log() + top
+    return out if keepdim else out.squeeze(dim)
+
+
 def log_abs_pow(x: Tensor, p: float) -> Tensor:
     """``p * log|x|`` in the working dtype; exact zeros give -inf."""
     return p * torch.log(x.to(work_dtype(x)).abs())
@@ -45,7 +56,7 @@ def log_pnorm(x: Tensor, p: float, dim: int | Sequence[int]) -> Tensor:
     Returns -inf where every entry along ``dim`` is zero (the norm is 0).
     """
     p = check_p(p)
-    return torch.logsumexp(log_abs_pow(x, p), dim=dim) / p
+    return logsumexp(log_abs_pow(x, p), dim=dim) / p
 
 
 def conv_input_pads(
@@ -94,7 +105,7 @@ def patch_log_pnorm(
         # Reflected/replicated/circular borders are real values inside the patch.
         features = F.pad(features, pads, mode=padding_mode)
         pads = (0, 0, 0, 0)
-    per_pixel = torch.logsumexp(log_abs_pow(features, p), dim=1, keepdim=True)
+    per_pixel = logsumexp(log_abs_pow(features, p), dim=1, keepdim=True)
     if any(pads):
         # Zero padding contributes |0|^p = 0, i.e. log 0 = -inf.
         per_pixel = F.pad(per_pixel, pads, value=-math.inf)
@@ -105,4 +116,4 @@ def patch_log_pnorm(
     if h_out <= 0 or w_out <= 0:
         raise ValueError("the kernel does not fit in the (padded) input")
     patches = F.unfold(per_pixel, kernel_size, dilation=dilation, stride=stride)
-    return (torch.logsumexp(patches, dim=1) / p).view(n, h_out, w_out)
+    return (logsumexp(patches, dim=1) / p).view(n, h_out, w_out)

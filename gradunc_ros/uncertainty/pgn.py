@@ -37,7 +37,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .norms import check_p, log_pnorm, patch_log_pnorm, work_dtype
+from .norms import check_p, log_pnorm, logsumexp, patch_log_pnorm, work_dtype
 
 Label = Literal["onehot", "uniform"]
 Mode = Literal["exact", "reference"]
@@ -91,7 +91,7 @@ def scaled_class_vector(
     predicted = predicted_class(scores, dim, keepdim=True)
     log_others = log_s.scatter(dim, predicted, -math.inf)
     # log(1 - s_k) as the log of the sum of the other probabilities: no cancellation near s_k = 1.
-    log_rest = torch.logsumexp(log_others, dim=dim, keepdim=True)
+    log_rest = logsumexp(log_others, dim=dim, keepdim=True)
     finite = torch.isfinite(log_rest)
     others = torch.where(finite, torch.exp(log_others - torch.where(finite, log_rest, 0.0)), 0.0)
     predicted_entry = -1.0 if mode == "exact" else 0.0
@@ -111,8 +111,8 @@ def class_log_norm(
         log_others = log_s.scatter(dim, predicted, -math.inf)
         terms = p * log_others
         if mode == "exact":  # the predicted entry |s_k - 1|^p = (sum of the others)^p
-            terms = terms.scatter(dim, predicted, p * torch.logsumexp(log_others, dim=dim, keepdim=True))
-        return torch.logsumexp(terms, dim=dim) / p
+            terms = terms.scatter(dim, predicted, p * logsumexp(log_others, dim=dim, keepdim=True))
+        return logsumexp(terms, dim=dim) / p
     vector, log_scale = scaled_class_vector(probs, label, mode, dim, from_logits)
     return log_pnorm(vector, p, dim=dim) + log_scale.squeeze(dim)
 
