@@ -21,7 +21,10 @@ from gradunc_ros.pipeline import SegmentationPipeline  # noqa: E402
 from gradunc_ros.uncertainty import DEFAULT_SCORE, HeadSettings  # noqa: E402
 
 HERE = Path(__file__).parent
-PAPERS = HeadSettings("pgn_oh", 0.1, "exact", gradient_of="weights")
+# The weights gradient at p = 0.5: at p = 0.1 the feature norm counts an entry of 1e-7 a fifth as much as one of 1,
+# so ReLU outputs that one runtime's convolution leaves at 1e-7 and another's at 0 move it (ONNX Runtime on ERFNet
+# at 480x360: 0.21 in log against PyTorch's 1.2e-3 from float64); the export check refuses such a graph.
+PAPERS = HeadSettings("pgn_oh", 0.5, "exact", gradient_of="weights")
 SIZES = {"320x240": (240, 320), "1024x512": (512, 1024)}
 
 
@@ -82,8 +85,8 @@ def test_settings_the_graph_does_not_compute_are_refused_the_rest_come_from_its_
     export_onnx(loaded, PAPERS, path, [(240, 320)], _frames(1, (240, 320)))
     graph = ModelRequest(weights=str(path), backend="onnxruntime").load()
     pipeline = SegmentationPipeline(graph, PAPERS)
-    with pytest.raises(ValueError, match="computes pgn_oh_exact_p0.1 inside, so pgn_oh_exact_p0.5 cannot"):
-        pipeline.settings = HeadSettings("pgn_oh", 0.5)
+    with pytest.raises(ValueError, match="computes pgn_oh_exact_p0.5 inside, so pgn_oh_exact_p0.3 cannot"):
+        pipeline.settings = HeadSettings("pgn_oh", 0.3)
     frame = _frames(1, (240, 320))[0]
     reference = SegmentationPipeline(loaded, DEFAULT_SCORE, device="cpu")
     for other in (HeadSettings("entropy"), DEFAULT_SCORE):  # a baseline, and the bias gradient: from the logits

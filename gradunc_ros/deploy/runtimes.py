@@ -54,6 +54,10 @@ class OnnxRuntimeSession(Session):
         if threads:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3  # its warnings about unused initializers would repeat per session
+        # Idle pool threads spin by default, taking the cores the node's decoding, publishing and DDS threads
+        # (or a second session) need: ERFNet's head graph took 102.5 ms beside a spinning session, 70.9 ms
+        # without spinning (benchmarks/backends.py, 320x240, 2 cores).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
         self.output_names = tuple(o.name for o in self._session.get_outputs())

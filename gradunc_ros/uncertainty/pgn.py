@@ -37,7 +37,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .norms import check_p, log_pnorm, logsumexp, patch_log_pnorm, work_dtype
+from .norms import check_p, log_pnorm, log_softmax, logsumexp, patch_log_pnorm, softmax, work_dtype
 
 Label = Literal["onehot", "uniform"]
 Mode = Literal["exact", "reference"]
@@ -82,12 +82,12 @@ def scaled_class_vector(
     scores = probs.to(work_dtype(probs))
     num_classes = scores.shape[dim]
     if label == "uniform":
-        s = torch.softmax(scores, dim=dim) if from_logits else scores
+        s = softmax(scores, dim=dim) if from_logits else scores
         zero = torch.zeros_like(s.narrow(dim, 0, 1))
         if mode == "exact":
             return s - 1.0 / num_classes, zero
         return s, zero + math.log((num_classes - 1) / num_classes)
-    log_s = torch.log_softmax(scores, dim=dim) if from_logits else torch.log(scores)
+    log_s = log_softmax(scores, dim=dim) if from_logits else torch.log(scores)
     predicted = predicted_class(scores, dim, keepdim=True)
     log_others = log_s.scatter(dim, predicted, -math.inf)
     # log(1 - s_k) as the log of the sum of the other probabilities: no cancellation near s_k = 1.
@@ -106,7 +106,7 @@ def class_log_norm(
         _check_choice("mode", mode, MODES)
         p = check_p(p)
         scores = probs.to(work_dtype(probs))
-        log_s = torch.log_softmax(scores, dim=dim) if from_logits else torch.log(scores)
+        log_s = log_softmax(scores, dim=dim) if from_logits else torch.log(scores)
         predicted = predicted_class(scores, dim, keepdim=True)
         log_others = log_s.scatter(dim, predicted, -math.inf)
         terms = p * log_others
