@@ -66,8 +66,10 @@ def variants(loaded, settings: HeadSettings, size: tuple[int, int], folder: Path
     for runtime in installed_runtimes():
         for precision in PRECISIONS[runtime]:
             try:
-                sessions = (open_session(bare, runtime, threads, precision),
-                            open_session(graph, runtime, threads, precision, ("labels", "score", "logits")))  # fmt: skip
+                sessions = (
+                    open_session(bare, runtime, threads, precision),
+                    open_session(graph, runtime, threads, precision, ("labels", "score", "logits")),
+                )
             except ValueError as error:  # e.g. bfloat16 on a CPU without it
                 print(f"{runtime} {precision}: not measured ({error})")
                 continue
