@@ -138,18 +138,22 @@ class _Tokens(nn.Module):
 
 
 def summed_classifiers() -> nn.Module:
+    _seeded(0)
     return _Summed()
 
 
 def sliding_window() -> nn.Module:
+    _seeded(0)
     return _SlidingWindow()
 
 
 def sigmoid_head() -> nn.Module:
+    _seeded(0)
     return _Sigmoid()
 
 
 def token_output() -> nn.Module:
+    _seeded(0)
     return _Tokens()
 
 

@@ -4,6 +4,7 @@ sizes (1024x512 among them) on ERFNet and SegFormer, an export that disagrees re
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (pip in
 
 from gradunc_ros.assembly import ModelRequest  # noqa: E402
 from gradunc_ros.deploy.onnx_export import ExportError, export_onnx, installed_runtimes  # noqa: E402
-from gradunc_ros.models import load_model  # noqa: E402
+from gradunc_ros.models import ModelCard, load_model  # noqa: E402
 from gradunc_ros.models.preprocess import fit_to_multiple  # noqa: E402
 from gradunc_ros.pipeline import SegmentationPipeline  # noqa: E402
 from gradunc_ros.uncertainty import DEFAULT_SCORE, HeadSettings  # noqa: E402
@@ -95,40 +96,74 @@ def test_settings_the_graph_does_not_compute_are_refused_the_rest_come_from_its_
     assert graph.class_names == loaded.class_names and graph.card.mean == loaded.card.mean  # from the metadata
 
 
-def _foreign(tmp_path: Path, outputs: str = "logits") -> Path:
-    """A plain ONNX export of the torchvision-style model's logits: a user's file, no metadata of ours."""
-    model = load_model("byom_models:torchvision_style", model_path=HERE).model
+def _foreign(tmp_path: Path, model: str = "torchvision_style", outputs: str = "logits") -> Path:
+    """A plain ONNX export of a model's logits: a user's file, no metadata of ours, the classifier's input
+    hidden inside the graph."""
+    card = ModelCard(last_layer="none") if model == "summed_classifiers" else None  # no single last layer
+    loaded = load_model(f"byom_models:{model}", model_path=HERE, card=card)
 
     class Logits(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.model = model
+            self.model = loaded.model
 
         def forward(self, x):
             out = self.model(x)
+            if isinstance(out, torch.Tensor):
+                return out
             return out["out"] if outputs == "logits" else (out["out"], out["aux"])
 
-    path = tmp_path / "foreign.onnx"
+    path = tmp_path / f"{model}.onnx"
     names = ["logits"] if outputs == "logits" else ["main", "aux"]
-    torch.onnx.export(Logits(), (torch.zeros(1, 3, 64, 96),), str(path), opset_version=17, dynamo=False,
-                      input_names=["input"], output_names=names)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Logits(), (torch.zeros(1, 3, 64, 96),), str(path), opset_version=17, dynamo=False,
+                          input_names=["input"], output_names=names)  # fmt: skip
     return path
 
 
-def test_a_foreign_onnx_file_runs_with_its_card_the_baselines_and_the_bias_gradient(tmp_path) -> None:
+FOREIGN_SETTINGS = [
+    HeadSettings("max_logit"),
+    HeadSettings("pgn_uni", 0.3, "reference", "output", "last", "bias"),
+    HeadSettings("pgn_oh", 0.5, "exact", "last_layer", "last", "weights"),
+    HeadSettings("pgn_oh", 1.0, "exact", "output", "last", "layer"),
+]
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_a_foreign_onnx_files_last_layer_is_found_and_every_gradient_computed(runtime, tmp_path) -> None:
+    if runtime not in installed_runtimes():
+        pytest.skip(f"{runtime} is not installed")
     path = _foreign(tmp_path)
-    (tmp_path / "foreign.card.yaml").write_text("class_names: [a, b, c, d, e, f]\n")
-    graph = ModelRequest(weights=str(path), backend="onnxruntime").load()
+    (tmp_path / "torchvision_style.card.yaml").write_text("class_names: [a, b, c, d, e, f]\n")
+    graph = ModelRequest(weights=str(path), backend=runtime).load()
     assert graph.class_names == ("a", "b", "c", "d", "e", "f") and graph.input_size == (64, 96)
+    # The classifier's input was inside the graph: exposed, with the geometry of the graph's Resize.
+    last = graph.last_layer
+    assert (last.path, last.at_output, last.align_corners, last.stride) == ("onnx:/model/classifier/classifier.4/Conv",
+                                                                            False, False, 8)  # fmt: skip
     loaded = load_model("byom_models:torchvision_style", model_path=HERE)
     frame = _frames(1, (64, 96))[0]
-    for settings in (HeadSettings("max_logit"), HeadSettings("pgn_uni", 0.3, "reference", "output", "last", "bias")):
+    for settings in FOREIGN_SETTINGS:
         got = SegmentationPipeline(graph, settings).predict(frame)
         expected = SegmentationPipeline(loaded, settings, device="cpu", input_size=(64, 96)).predict(frame)
         assert np.array_equal(got.labels, expected.labels)
         assert np.abs(got.score - expected.score).max() < 1e-4, settings.name
-    with pytest.raises(ValueError, match="returns logits only, so pgn_oh_exact_p0.1 cannot be computed"):
-        SegmentationPipeline(graph, HeadSettings("pgn_oh"))
+
+
+def test_a_foreign_file_without_a_single_last_layer_keeps_the_baselines_and_the_bias_gradient(tmp_path) -> None:
+    path = _foreign(tmp_path, model="summed_classifiers")
+    graph = ModelRequest(weights=str(path), backend="onnxruntime").load()
+    assert graph.last_layer.path is None and "assumed" not in graph.describe()
+    frame = _frames(1, (64, 96))[0]
+    card = ModelCard(last_layer="none")
+    loaded = load_model("byom_models:summed_classifiers", model_path=HERE, card=card)
+    for settings in (HeadSettings("entropy"), HeadSettings("pgn_oh", 0.5, gradient_of="bias")):
+        got = SegmentationPipeline(graph, settings).predict(frame)
+        expected = SegmentationPipeline(loaded, settings, device="cpu", input_size=(64, 96)).predict(frame)
+        assert np.abs(got.score - expected.score).max() < 1e-4, settings.name
+    with pytest.raises(ValueError, match=r"returns logits only \(the logits come from two classifiers added"):
+        SegmentationPipeline(graph, HeadSettings("pgn_oh", gradient_of="weights"))
 
 
 def test_onnx_mistakes_are_one_line(tmp_path, capsys, monkeypatch) -> None:
@@ -152,7 +187,7 @@ def test_onnx_mistakes_are_one_line(tmp_path, capsys, monkeypatch) -> None:
     assert "backend onnxruntime runs an ONNX file" in refused("--backend", "onnxruntime")
     assert "run it with backend onnxruntime or openvino" in refused("--weights", str(two_outputs))
     monkeypatch.setitem(sys.modules, "openvino", None)  # as if OpenVINO were not installed
-    assert "pip install openvino" in refused("--backend", "openvino", "--weights", str(two_outputs))
+    assert "pip install openvino" in refused("--backend", "openvino", "--weights", str(_foreign(tmp_path)))
     with pytest.raises(SystemExit) as unknown:
         infer.main(["--backend", "tensorrt", "--out", str(tmp_path), str(image)])
     assert unknown.value.code == 2 and "invalid choice: 'tensorrt'" in capsys.readouterr().err
