@@ -191,3 +191,14 @@ def test_onnx_mistakes_are_one_line(tmp_path, capsys, monkeypatch) -> None:
     with pytest.raises(SystemExit) as unknown:
         infer.main(["--backend", "tensorrt", "--out", str(tmp_path), str(image)])
     assert unknown.value.code == 2 and "invalid choice: 'tensorrt'" in capsys.readouterr().err
+
+
+def test_selfcheck_prints_each_backend_and_precision_against_float32(capsys) -> None:
+    from gradunc_ros.tools.selfcheck import main
+
+    assert main(["--p", "1", "--backends"]) == 0
+    lines = {tuple(line.split()[:2]): line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    assert "labels 100.000 %" in lines[("onnxruntime", "float32")]
+    assert ("torch", "bfloat16") in lines and ("torch", "float16") in lines
+    for runtime in installed_runtimes():
+        assert (runtime, "float32") in lines

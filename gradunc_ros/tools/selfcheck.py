@@ -6,6 +6,11 @@ difference of their logs (= relative error of the norm).  Run it on a
 vehicle's computer after installing, with --device cuda for its GPU.
 Where Triton runs (CUDA), the fused head's kernel is checked the same way:
 in float32, against the float64 autograd gradient, within --fused-tolerance.
+With --backends, the shipped model is also run in every backend and
+precision this machine has (PyTorch float32, bfloat16, float16; ONNX Runtime
+float32 and OpenVINO float32 and bfloat16 through gradunc-export's graph) and
+each one's label agreement and largest log-score difference to PyTorch
+float32 is printed: what a lower precision costs here.
 Exit code 0 only when every case is within its tolerance.
 """
 
@@ -18,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from gradunc_ros.tools.common import ToolParser
+from gradunc_ros.tools.common import ToolParser, first_line
 from gradunc_ros.uncertainty.autograd_reference import (
     autograd_log_gradient_norm,
     autograd_log_pgn,
@@ -147,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         help="largest allowed relative error of the fused kernel (float32)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random layers and inputs")
+    parser.add_argument(
+        "--backends", action="store_true", help="also: every backend and precision here against PyTorch float32"
+    )
     args = parser.parse_args(argv)
     try:
         device = torch.device(args.device)
@@ -164,7 +172,60 @@ def main(argv: list[str] | None = None) -> int:
         print("fused Triton head: not checked here (it needs CUDA and the triton package)")
     else:
         print(f"fused Triton head: largest relative error {worst_fused:.2e} (tolerance {args.fused_tolerance:.0e})")
+    if args.backends:
+        precision_report(device, args.seed)
     return 1 if failed else 0
+
+
+def precision_report(device: torch.device, seed: int, size: tuple[int, int] = (240, 320)) -> None:
+    """The shipped model with the default score in each backend and precision this machine runs, against
+    PyTorch float32 on the same frames: label agreement and the largest |log score difference|."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from gradunc_ros.assembly import ModelRequest
+    from gradunc_ros.deploy.runtimes import PRECISIONS
+    from gradunc_ros.models import load_model
+    from gradunc_ros.pipeline import SegmentationPipeline
+    from gradunc_ros.uncertainty import DEFAULT_SCORE
+
+    rng = np.random.default_rng(seed)
+    frames = [np.repeat(np.repeat(rng.integers(0, 256, (size[0] // 8, size[1] // 8, 3), dtype=np.uint8), 8, 0), 8, 1)
+              for _ in range(2)]  # fmt: skip
+    reference = SegmentationPipeline(load_model(), DEFAULT_SCORE, device=str(device))
+    expected = [reference.predict(frame) for frame in frames]
+    print(
+        f"backends and precisions against PyTorch float32 ({DEFAULT_SCORE.name}, shipped model, {len(frames)} frames):"
+    )
+    runs = [("torch", precision) for precision in ("bfloat16", "float16")]
+    with tempfile.TemporaryDirectory(prefix="gradunc_selfcheck_") as folder:
+        try:
+            from gradunc_ros.deploy.onnx_export import export_onnx, installed_runtimes
+
+            path = Path(folder) / "shipped.onnx"
+            export_onnx(load_model(), DEFAULT_SCORE, path, [size], frames[:1])
+            runs += [(runtime, precision) for runtime in installed_runtimes() for precision in PRECISIONS[runtime]]
+        except (ImportError, ValueError) as error:
+            print(f"  ONNX backends: not checked ({first_line(error)})")
+        for backend, precision in runs:
+            try:
+                if backend == "torch":
+                    pipeline = SegmentationPipeline(
+                        load_model(), DEFAULT_SCORE, device=str(device), precision=precision
+                    )
+                else:
+                    loaded = ModelRequest(weights=str(path), backend=backend).load(precision)
+                    pipeline = SegmentationPipeline(loaded, DEFAULT_SCORE)
+                got = [pipeline.predict(frame) for frame in frames]
+            except (RuntimeError, ValueError) as error:
+                print(f"  {backend:12} {precision:9} not run here: {first_line(error)}")
+                continue
+            agreement = np.mean([(g.labels == e.labels).mean() for g, e in zip(got, expected, strict=True)])
+            difference = max(float(np.abs(g.score - e.score).max()) for g, e in zip(got, expected, strict=True))
+            print(f"  {backend:12} {precision:9} labels {100 * agreement:7.3f} %   max |log score difference| "
+                  f"{difference:.2e}")  # fmt: skip
 
 
 if __name__ == "__main__":
