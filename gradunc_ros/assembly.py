@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .models import LoadedModel, load_model
 from .pipeline import SegmentationPipeline
 from .thresholds import ThresholdChoice, ThresholdTable, choose_threshold, table_for_weights
-from .uncertainty import HeadSettings
+from .uncertainty import DEFAULT_SCORE, HeadSettings
 
 
 @dataclass(frozen=True)
@@ -81,9 +81,13 @@ def assemble(
     threshold_for: str = "",
 ) -> Assembly:
     """Load ``request`` and build everything that runs it; a ValueError (or KeyError, RuntimeError) with the
-    reason when the model cannot be loaded or cannot compute ``settings``."""
+    reason when the model cannot be loaded or cannot compute ``settings``.  An exported ONNX graph computes
+    its own score: with the default settings asked for, that score runs (``pipeline.settings`` says which)."""
     onnx_backend = request.backend != "torch"  # the runtime takes the precision; the graph's input is float32
     loaded = request.load(precision)
+    own = loaded.graph.settings if loaded.graph is not None else None
+    if own is not None and settings == DEFAULT_SCORE:
+        settings = own
     pipeline = SegmentationPipeline(
         loaded, settings, device=device, input_size=input_size, fused=fused,
         precision="float32" if onnx_backend else precision,

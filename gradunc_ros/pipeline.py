@@ -99,6 +99,12 @@ class SegmentationPipeline:
         self._staging: dict[tuple[int, ...], Tensor] = {}  # pinned host buffers, one per batch shape
         if onnx_graph and (self.device.type != "cpu" or precision != "float32"):
             raise ValueError("an ONNX graph runs in its runtime: device cpu, its precision set on the backend")
+        fixed = loaded.graph.fixed_size if onnx_graph else None
+        if fixed is not None and input_size is not None and tuple(input_size) != tuple(fixed):
+            raise ValueError(
+                f"the ONNX graph takes {fixed[1]}x{fixed[0]} only, not input_size {input_size[1]}x{input_size[0]}: "
+                "export it for that size (gradunc-export --input-size, or --dynamic)"
+            )
         if loaded.model is not None:
             loaded.model.to(self.device, self.dtype)
         self.head = loaded.make_head(settings, fused)  # the last layer the probe measured at load time

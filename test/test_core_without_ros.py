@@ -1,4 +1,5 @@
-"""The core (uncertainty, models, evaluation, pipeline) runs without ROS: importing it loads no ROS module."""
+"""The core (uncertainty, models, evaluation, pipeline, assembly, the deployment runtimes) runs without ROS:
+importing it loads no ROS module."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ ROS_MODULES = ("rclpy", "sensor_msgs", "std_msgs", "rosidl", "rcl_interfaces")
 def test_importing_the_core_loads_no_ros_module() -> None:
     code = (
         "import sys, gradunc_ros.uncertainty, gradunc_ros.uncertainty.autograd_reference, gradunc_ros.models,"
-        " gradunc_ros.evaluation.runner, gradunc_ros.evaluation.report, gradunc_ros.pipeline;"
+        " gradunc_ros.evaluation.runner, gradunc_ros.evaluation.report, gradunc_ros.pipeline, gradunc_ros.assembly,"
+        " gradunc_ros.deploy.onnx_export, gradunc_ros.deploy.onnx_model, gradunc_ros.deploy.onnx_tail;"
         f"loaded = sorted(m for m in sys.modules if m.split('.')[0].startswith({ROS_MODULES!r}));"
         "print(loaded); sys.exit(1 if loaded else 0)"
     )

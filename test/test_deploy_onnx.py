@@ -70,6 +70,31 @@ def test_the_exported_graph_equals_the_pytorch_head_in_every_runtime(name, setti
         assert np.quantile(difference, 0.999) < 1e-3, (runtime, np.quantile(difference, 0.999), difference.max())
 
 
+def test_a_dynamic_graph_keeps_the_cards_size_and_multiple_and_runs_at_another_size(tmp_path) -> None:
+    loaded = load_model()
+    path = tmp_path / "dynamic.onnx"
+    sizes = [(240, 320), (360, 480)]
+    report = export_onnx(loaded, DEFAULT_SCORE, path, sizes, _frames(1, (240, 320)), dynamic=True)
+    assert {check.size for check in report.checks} == set(sizes)
+    graph = ModelRequest(weights=str(path), backend="onnxruntime").load()
+    assert (graph.input_size, graph.input_multiple) == ((240, 320), 8)  # the card's, in the card's own notation
+    frame = _frames(1, (300, 400))[0]
+    expected = SegmentationPipeline(loaded, DEFAULT_SCORE, device="cpu", input_size=(360, 480)).predict(frame)
+    got = SegmentationPipeline(graph, DEFAULT_SCORE, input_size=(360, 480)).predict(frame)
+    assert (got.labels == expected.labels).mean() >= 0.999 and np.abs(got.score - expected.score).max() < 1e-3
+
+
+def test_the_graphs_own_score_runs_by_default_and_a_fixed_graph_refuses_another_size(tmp_path) -> None:
+    from gradunc_ros.assembly import assemble
+
+    path = tmp_path / "erfnet.onnx"
+    export_onnx(load_model(), PAPERS, path, [(240, 320)], _frames(1, (240, 320)))
+    assembly = assemble(ModelRequest(weights=str(path), backend="onnxruntime"), DEFAULT_SCORE)
+    assert assembly.pipeline.settings == PAPERS
+    with pytest.raises(ValueError, match="takes 320x240 only, not input_size 480x360"):
+        assemble(ModelRequest(weights=str(path), backend="onnxruntime"), PAPERS, input_size=(360, 480))
+
+
 def test_a_graph_that_disagrees_with_pytorch_is_refused_with_the_figures(tmp_path) -> None:
     loaded = load_model("byom_models:traced_differently", model_path=HERE)
     path = tmp_path / "model.onnx"

@@ -103,8 +103,11 @@ class ExportReport:
 def metadata_of(loaded: LoadedModel, settings: HeadSettings, table: ThresholdTable, sizes: Sequence) -> dict:
     """The file's metadata: what a runtime needs besides the graph (all values JSON)."""
     card = asdict(loaded.card)
-    card.pop("factory_arguments", None)
-    card.pop("source", None)
+    for key in ("factory_arguments", "source", "said"):
+        card.pop(key, None)
+    if loaded.card.input_size is not None:  # the card's own notation, WIDTHxHEIGHT
+        card["input_size"] = f"{loaded.card.input_size[1]}x{loaded.card.input_size[0]}"
+    card["input_multiple"] = loaded.input_multiple
     last = asdict(loaded.last_layer)
     return {
         "gradunc_model": json.dumps(loaded.name),
@@ -120,7 +123,7 @@ def metadata_of(loaded: LoadedModel, settings: HeadSettings, table: ThresholdTab
 def _trace(loaded: LoadedModel, settings: HeadSettings, size: tuple[int, int], dynamic: bool) -> bytes:
     """The ONNX bytes of a fresh copy of the model (exports are not repeated on one module)."""
     fresh = copy.deepcopy(loaded)
-    graph = GraphHead(fresh, settings).eval()
+    graph = GraphHead(fresh, settings).eval()  # its head lives on the copy only
     example = torch.zeros(1, 3, *size)
     buffer = io.BytesIO()
     axes = {INPUT: {0: "batch", 2: "height", 3: "width"}} if dynamic else {INPUT: {0: "batch"}}
@@ -150,10 +153,9 @@ def check_graph(
     """Run the graph at ``path`` in ``runtime`` on ``frames`` (H x W x 3 uint8 RGB) at network input ``size`` and
     compare with PyTorch float32 and float64 (see the module's docstring)."""
     session = open_session(path, runtime, names=OUTPUTS)
-    float32 = loaded.make_head(settings, fused="off")
     double = copy.deepcopy(loaded)
     double.model.double()
-    float64 = double.make_head(settings, fused="off")
+    float32, float64 = loaded.make_head(settings, fused="off"), double.make_head(settings, fused="off")
     agree = pixels = 0
     worst = graph_error = torch_error = 0.0
     for frame in frames:
@@ -167,6 +169,7 @@ def check_graph(
         worst = max(worst, _log_difference(score, reference.score.numpy()))
         graph_error = max(graph_error, _log_difference(score, truth.score.numpy()))
         torch_error = max(torch_error, _log_difference(reference.score.numpy(), truth.score.numpy()))
+    float32.close()
     check = SizeCheck(runtime, size, len(frames), agree / max(1, pixels), worst, graph_error, torch_error)
     check.passed = (
         check.label_agreement >= MIN_LABEL_AGREEMENT and graph_error <= ERROR_FACTOR * torch_error + SCORE_SLACK
@@ -204,7 +207,7 @@ def export_onnx(
         raise ExportError("a fixed-size graph has one size: give one, or export with dynamic height and width")
     if not frames:
         raise ExportError("no frames to check the exported graph on")
-    loaded.make_head(settings)  # refuses settings the model cannot compute, with the reason
+    loaded.make_head(settings).close()  # refuses settings the model cannot compute, with the reason
     sizes = [fit_to_multiple(size, loaded.input_multiple) for size in sizes]  # as the pipeline sizes its input
     runtimes = installed_runtimes()
     if "onnxruntime" not in runtimes:

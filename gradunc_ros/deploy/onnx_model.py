@@ -51,6 +51,17 @@ class ExportedGraph:
     logits_output: str
     tail: Tail | None = None
     tail_reason: str = ""
+    batch_of_one: bool = False  # the graph's batch dimension is fixed to 1: frames run one at a time
+    fixed_size: tuple[int, int] | None = None  # (height, width) of a fixed-size graph's input
+
+    def make_head(self, last_layer: LastLayer, settings: HeadSettings | None = None) -> ExportedHead:
+        return ExportedHead(self, last_layer, settings)
+
+    def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        if not self.batch_of_one or len(images) == 1:
+            return self.session.run(images)
+        runs = [self.session.run(images[i : i + 1]) for i in range(len(images))]
+        return {name: np.concatenate([run[name] for run in runs]) for name in runs[0]}
 
     def describe_runtime(self) -> str:
         return f"{self.session.backend} {self.precision}"
@@ -88,6 +99,8 @@ def load_onnx(
     given = _card(card, path).over(own)
     if size is not None:
         given = replace(given, input_size=size)  # a fixed-size graph takes only its own size
+    graph.batch_of_one = proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
+    graph.fixed_size = size
     if last_layer is None:
         last_layer = _measure(graph, given)
     filled, assumed = completed(given, last_layer.num_classes)
@@ -148,7 +161,7 @@ def _measure(graph: ExportedGraph, card: ModelCard) -> LastLayer:
     """A foreign graph's class count and geometry from one run on noise; ValueError if there is no logit map."""
     height, width = card.input_size or (64, 64)
     noise = np.random.default_rng(0).standard_normal((1, 3, height, width)).astype(np.float32)
-    outputs = graph.session.run(noise)
+    outputs = graph.run(noise)
     logits = outputs[graph.logits_output]
     if logits.ndim != 4 or not np.issubdtype(logits.dtype, np.floating):
         raise ValueError(
@@ -185,6 +198,14 @@ class ExportedHead:
                 last_layer_at_output=not graph.tail.resized,
             )  # fmt: skip
         self.settings = settings or graph.settings or HeadSettings()
+
+    @property
+    def has_layer_input(self) -> bool:
+        return self._replayed is not None
+
+    def close(self) -> None:
+        if self._replayed is not None:
+            self._replayed.close()
 
     @property
     def settings(self) -> HeadSettings:
@@ -229,12 +250,14 @@ class ExportedHead:
         self, images: Tensor, settings_list, factors=()
     ) -> tuple[Tensor, Tensor, list[Tensor], list[tuple[Tensor, Tensor]]]:
         if factors and self._replayed is None:
-            raise ValueError("the factor report needs the last layer's input (backend torch, or a foreign graph)")
+            raise ValueError("the factor report needs the last layer's input (backend torch, or a foreign graph "
+                             "whose last layer was found)")  # fmt: skip
         for settings in settings_list:
             self.check_supported(settings)
-        outputs = self.graph.session.run(images.detach().cpu().float().numpy())
+        outputs = self.graph.run(images.detach().cpu().float().numpy())
         logits = torch.from_numpy(np.ascontiguousarray(outputs[self.graph.logits_output], np.float32))
-        if self._replayed is not None:  # every score from the PyTorch head over the exposed features
+        replay = factors or any(settings.is_gradient_score for settings in settings_list)
+        if self._replayed is not None and replay:  # the gradient scores from the PyTorch head over the features
             self._tail.size = tuple(logits.shape[-2:])
             features = torch.from_numpy(np.ascontiguousarray(outputs[self.graph.tail.features], np.float32))
             _, _, scores, factor_maps = self._replayed.forward_many(features, settings_list, factors)

@@ -5,8 +5,8 @@ user's ONNX file the last layer is the final Conv or ConvTranspose that
 reaches the logits through nothing but Resize (bilinear), Identity and Cast;
 its attributes give the geometry and its initializers the weights.  Its
 input and output are added as graph outputs, and the runtime's features then
-go through the same PyTorch head as a PyTorch model's (``_Tail`` below: the
-layer and the graph's resize).  Anything else before the logits (two
+go through the same PyTorch head as a PyTorch model's (``TailModule`` below:
+the layer and the graph's resize).  Anything else before the logits (two
 classifiers added, weights computed in the graph as quantised models do, a
 Gemm on a reshaped map, asymmetric padding) leaves the file with the
 baselines and the bias gradient, and the reason is said when a gradient that

@@ -4,8 +4,9 @@ Class names and colours, which classes are known (trained) and which are
 ignored, the input normalisation and size, and optionally where the logits
 and the last layer are.  As torchvision keeps categories and transforms on
 its weights, not on its architectures, the card belongs to weights: it lies
-beside them as ``<weights name>.card.yaml`` (or is named explicitly), and the
-project's ``.safetensors`` files carry the same fields in their metadata.
+beside them as ``<weights name>.card.yaml`` (or is named explicitly); the
+project's ``.safetensors`` files carry the class names and the input size in
+their metadata.
 
 A YAML card (every key optional)::
 
@@ -66,6 +67,7 @@ class ModelCard:
     last_layer: str | None = None  # a module path, NO_LAST_LAYER, or None: found by the probe
     factory_arguments: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # where the card came from, for messages
+    said: tuple[str, ...] = ()  # the keys a card file said (a value equal to a default counts as said)
 
     def __post_init__(self) -> None:
         if self.channel_order not in CHANNEL_ORDERS:
@@ -92,9 +94,9 @@ class ModelCard:
     def over(self, base: ModelCard) -> ModelCard:
         """This card, with what it does not say taken from ``base`` (a card beside weights over the
         weights' own metadata over an architecture's usual card)."""
-        said = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
-        said.pop("factory_arguments", None)
-        merged = replace(base, **said)
+        keys = self.said or [f.name for f in fields(self) if getattr(self, f.name) != f.default]
+        said = {key: getattr(self, key) for key in keys if key not in ("factory_arguments", "source", "said")}
+        merged = replace(base, **said, said=tuple(sorted({*base.said, *said})))
         return replace(merged, factory_arguments={**base.factory_arguments, **self.factory_arguments})
 
 
@@ -122,11 +124,11 @@ def read_card(path: str | Path) -> ModelCard:
 
 def card_from_mapping(values: Mapping[str, Any], source: str = "") -> ModelCard:
     """A card from a mapping (a YAML card, or a weights file's metadata), refusing unknown keys."""
-    known = {f.name for f in fields(ModelCard)} - {"source"}
+    known = {f.name for f in fields(ModelCard)} - {"source", "said"}
     unknown = sorted(set(values) - known)
     if unknown:
         raise CardError(f"unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    parsed: dict[str, Any] = {"source": source}
+    parsed: dict[str, Any] = {"source": source, "said": tuple(sorted(k for k, v in values.items() if v is not None))}
     try:
         for key, value in values.items():
             if value is None:

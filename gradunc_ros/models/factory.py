@@ -50,6 +50,13 @@ def build_from_factory(
     except Exception as error:  # noqa: BLE001 - whatever the user's module raises on import is said as it is
         where = f" (from {model_path} or the environment)" if model_path else ""
         raise FactoryError(f"cannot import {module_name}{where}: {type(error).__name__}: {error}") from error
+    if model_path:  # a module of that name imported before, or found elsewhere first, is not the one named
+        origin = Path(getattr(target, "__file__", "") or "").resolve()
+        if folder not in origin.parents:
+            raise FactoryError(
+                f"{module_name} was imported from {origin.parent if origin.name else 'a built-in'}, not from "
+                f"model_path {model_path}: rename the module, or leave model_path empty to use that one"
+            )
     for part in function_name.split("."):
         if not hasattr(target, part):
             raise FactoryError(f"{module_name} has no {function_name}")

@@ -81,7 +81,8 @@ class LoadedModel:
     penultimate_bn: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     assumed: list[str] = field(default_factory=list)  # what no card said (to be said once in the log)
-    graph: Any = None  # an ONNX file in its runtime (deploy.onnx_model.ExportedGraph), instead of ``model``
+    # An ONNX file in its runtime instead of ``model`` (deploy.onnx_model.ExportedGraph: it makes the head).
+    graph: Any = None
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -101,9 +102,7 @@ class LoadedModel:
         whatever device and dtype the model is now); for an ONNX file, the graph's (deploy.onnx_model)."""
         last = self.last_layer
         if self.graph is not None:
-            from ..deploy.onnx_model import ExportedHead
-
-            return ExportedHead(self.graph, last, settings)
+            return self.graph.make_head(last, settings)
         return GradientUncertaintyHead(
             self.model,
             last.path,

@@ -27,6 +27,7 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
@@ -42,6 +43,7 @@ from ..models.preprocess import parse_size
 from ..outputs import OUTPUTS, render_outputs
 from ..pipeline import SegmentationPipeline, free_device_memory, is_out_of_memory
 from ..thresholds import ThresholdChoice
+from ..uncertainty import SETTING_FIELDS
 from .cameras import Camera, status_level
 from .codec import ImageDecodeError, array_to_image, compressed_to_rgb, image_to_rgb
 from .parameters import RUNTIME, RuntimeSettings, declare_all, head_settings, reliability, runtime_settings
@@ -134,6 +136,10 @@ class GraduncNode(LifecycleNode):
         )  # fmt: skip
         loaded, pipeline = assembly.loaded, assembly.pipeline
         self._loaded, self._assembly = loaded, assembly
+        if pipeline.settings != head:  # an ONNX graph's own score runs: the parameters say so
+            self.set_parameters([Parameter(f.name, value=getattr(pipeline.settings, f.name)) for f in SETTING_FIELDS])
+            self._threshold_for = threshold_score or pipeline.settings.canonical.name
+            assembly.threshold = assembly.choose_threshold(pipeline.settings, threshold, self._threshold_for)
         if loaded.assumed:
             self.get_logger().warning(
                 f"no model card says the {', '.join(loaded.assumed)}: assumed (parameter model_card, or a "

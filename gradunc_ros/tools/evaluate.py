@@ -74,7 +74,7 @@ def run(args: argparse.Namespace, settings: list[HeadSettings]) -> int:
         pipeline.head.check_supported(one)
     evaluation = evaluate(
         pipeline, dataset, settings, args.max_frames, progress=tqdm,
-        factors=not args.no_factors and loaded.last_layer.path is not None,  # the report needs the layer's input
+        factors=not args.no_factors and pipeline.head.has_layer_input,  # the report needs the layer's input
         draws=args.bootstrap, seed=args.seed,
     )  # fmt: skip
     weights = os.path.relpath(loaded.weights) if loaded.weights else "random"

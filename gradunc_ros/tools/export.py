@@ -85,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         "input size)"
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.check_sizes and not args.dynamic:
+        parser.error("--check-sizes is for a --dynamic graph; a fixed one has its --input-size")
+    if args.backend != "torch":
+        parser.error("gradunc-export exports a PyTorch model (backend torch)")
     if args.out.suffix == ".onnx":
         return one_line_errors("gradunc-export", lambda: run_onnx(args))
     if not args.weights:

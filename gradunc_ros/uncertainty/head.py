@@ -33,6 +33,7 @@ from .fused import FUSED_CHOICES, FusedLastLayer, fusable_layer, triton_runs_on
 from .model_output import logits_of
 from .pgn import (
     class_log_norm,
+    closed_form_for,
     combine_factors,
     effective_gradient_of,
     pgn_for_layer,
@@ -99,16 +100,28 @@ class GradientUncertaintyHead(nn.Module):
         self.penultimate_bn = model.get_submodule(penultimate_bn) if penultimate_bn else None
         self._captured: dict[str, Tensor] = {}
         self._wanted: dict[str, bool] = {}  # what the pass in progress needs captured
+        self._hooks = []  # removed by close(): heads made one after another on one model leave none behind
         if self.last_layer is not None:
-            self.last_layer.register_forward_hook(self._capture_last)
+            self._hooks.append(self.last_layer.register_forward_hook(self._capture_last))
         self.fused: FusedLastLayer | None = None
         if fused != "off" and self.last_layer is not None and fusable_layer(self.last_layer):
             self.fused = FusedLastLayer.attach(self.last_layer)
         elif fused == "triton":
             raise ValueError(f"the fused head cannot compute this last layer ({type(self.last_layer).__name__})")
         if self.penultimate_conv is not None:
-            self.penultimate_conv.register_forward_hook(self._capture_penultimate)
+            self._hooks.append(self.penultimate_conv.register_forward_hook(self._capture_penultimate))
         self.settings = settings or DEFAULT_SCORE
+
+    def close(self) -> None:
+        """Take this head's hooks off the model (the model is left as it was given)."""
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks.clear()
+
+    @property
+    def has_layer_input(self) -> bool:
+        """The last layer's input is captured: the weight gradients and the factor report can be computed."""
+        return self.last_layer is not None
 
     @property
     def settings(self) -> HeadSettings:
@@ -127,6 +140,8 @@ class GradientUncertaintyHead(nn.Module):
                 f"gradient_of {settings.gradient_of} needs the last layer's input, and this model has no single last "
                 "layer (the model card says last_layer: none): gradient_of bias and the softmax baselines run"
             )
+        if self.last_layer is not None and settings.is_gradient_score and settings.layer == "last":
+            closed_form_for(self.last_layer)  # a layer kind the closed forms do not cover: refused now, not per frame
         if settings.layer == "penultimate":
             if not isinstance(self.penultimate_conv, nn.Conv2d) or not isinstance(self.penultimate_bn, nn.BatchNorm2d):
                 raise ValueError(
