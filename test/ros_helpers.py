@@ -89,3 +89,38 @@ def wait_for_text(log: Path, text: str, timeout: float) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def serve_frame(
+    parameters: dict[str, str], env: dict, log: Path, image, camera: str, outputs: tuple[str, ...],
+    ros_args: tuple[str, ...] = (), while_up: Callable | None = None,
+) -> dict:  # fmt: skip
+    """Start gradunc_node, send ``image`` (rgb8) on ``camera`` (reliable) until each of ``outputs`` came back on
+    ``<camera namespace>/gradunc/<output>``, call ``while_up(node)`` (a peer node, while gradunc_node still runs),
+    then stop gradunc_node with SIGINT (exit code 0 asserted); the last message of each output, as an array."""
+    import signal
+
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from gradunc_ros.ros.codec import array_to_image, image_array
+    from gradunc_ros.ros.spinning import own_node
+
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    prefix = camera.rsplit("/", 1)[0] + "/gradunc/"
+    process = start_node(parameters, env, log, ros_args)
+    try:
+        with own_node("gradunc_serve_peer") as (node, _executor):
+            received: dict[str, list] = {name: [] for name in outputs}
+            for name in outputs:
+                node.create_subscription(Image, prefix + name, received[name].append, reliable)
+            publisher = node.create_publisher(Image, camera, reliable)
+            frame = array_to_image(image, "rgb8")
+            served = spin_until(node, lambda: all(received.values()), 120, lambda: publisher.publish(frame))
+            assert served, (log.read_text()[-3000:], {k: len(v) for k, v in received.items()})
+            if while_up is not None:
+                while_up(node)
+            return {name: image_array(received[name][-1]) for name in outputs}
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0, log.read_text()[-3000:]

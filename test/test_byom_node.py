@@ -4,7 +4,6 @@ and the mistakes a user makes with a model of their own, each a refused start wi
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -12,19 +11,15 @@ import pytest
 import yaml
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from ros_helpers import isolated_ros_env, spin_until, start_node  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from ros_helpers import isolated_ros_env, serve_frame, start_node  # noqa: E402
 
 from gradunc_ros.models import load_model  # noqa: E402
 from gradunc_ros.pipeline import SegmentationPipeline  # noqa: E402
 from gradunc_ros.postprocess import MaskSettings, ood_mask  # noqa: E402
-from gradunc_ros.ros.codec import array_to_image, image_array  # noqa: E402
 from gradunc_ros.uncertainty import HeadSettings  # noqa: E402
 
 pytestmark = pytest.mark.process
 HERE = Path(__file__).parent
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 CAMERA = "/byom/image_raw"
 OUTPUTS = ("labels", "uncertainty", "ood_mask")
 
@@ -47,24 +42,7 @@ def calibrated(tiny_camvid: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 def _serve(parameters: dict, ros_env: dict, log: Path, image: np.ndarray, ros_args: tuple = ()) -> dict:
-    """Start the node, send ``image`` until every output came back, stop the node; the outputs."""
-    process = start_node(parameters, ros_env, log, ros_args)
-    try:
-        from gradunc_ros.ros.spinning import own_node
-
-        with own_node("gradunc_byom_peer") as (node, _executor):
-            received: dict[str, list] = {name: [] for name in OUTPUTS}
-            for name in OUTPUTS:
-                node.create_subscription(Image, f"/byom/gradunc/{name}", received[name].append, RELIABLE)
-            camera = node.create_publisher(Image, CAMERA, RELIABLE)
-            frame = array_to_image(image, "rgb8")
-            frame.header.stamp.sec = 77
-            served = spin_until(node, lambda: all(received.values()), 120, lambda: camera.publish(frame))
-            assert served, (log.read_text()[-3000:], {k: len(v) for k, v in received.items()})
-            return {name: image_array(received[name][-1]) for name in OUTPUTS}
-    finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0, log.read_text()[-3000:]
+    return serve_frame(parameters, ros_env, log, image, CAMERA, OUTPUTS, ros_args)
 
 
 def _image(seed: int) -> np.ndarray:

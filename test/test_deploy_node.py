@@ -3,7 +3,6 @@ real DDS: the same labels, scores and mask as the PyTorch pipeline; a score the 
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -11,20 +10,16 @@ import pytest
 
 pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (pip install gradunc_ros[onnx])")
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from ros_helpers import isolated_ros_env, set_parameters, spin_until, start_node  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from ros_helpers import isolated_ros_env, serve_frame, set_parameters  # noqa: E402
 
 from gradunc_ros.deploy.onnx_export import export_onnx, installed_runtimes  # noqa: E402
 from gradunc_ros.models import load_model  # noqa: E402
 from gradunc_ros.pipeline import SegmentationPipeline  # noqa: E402
 from gradunc_ros.postprocess import MaskSettings, ood_mask  # noqa: E402
-from gradunc_ros.ros.codec import array_to_image, image_array  # noqa: E402
 from gradunc_ros.thresholds import table_for_weights  # noqa: E402
 from gradunc_ros.uncertainty import DEFAULT_SCORE  # noqa: E402
 
 pytestmark = pytest.mark.process
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 CAMERA, OUTPUTS = "/deployed/image_raw", ("labels", "uncertainty", "ood_mask")
 
 
@@ -49,26 +44,13 @@ def test_the_node_runs_an_exported_graph_on_each_cpu_runtime(backend: str, expor
     log = tmp_path / "node.log"
     parameters = {"backend": backend, "weights": str(exported), "image_topics": f"[{CAMERA}]",
                   "input_reliability": "reliable", "cpu_threads": "2"}  # fmt: skip
-    process = start_node(parameters, ros_env, log)
     image = _frame()
-    try:
-        from gradunc_ros.ros.spinning import own_node
 
-        with own_node("gradunc_deploy_peer") as (node, _executor):
-            received: dict[str, list] = {name: [] for name in OUTPUTS}
-            for name in OUTPUTS:
-                node.create_subscription(Image, f"/deployed/gradunc/{name}", received[name].append, RELIABLE)
-            camera = node.create_publisher(Image, CAMERA, RELIABLE)
-            frame = array_to_image(image, "rgb8")
-            served = spin_until(node, lambda: all(received.values()), 120, lambda: camera.publish(frame))
-            assert served, log.read_text()[-3000:]
-            # A score the graph does not hold (the weights, not the bias, gradient): refused, with the reason.
-            (refused,) = set_parameters(node, gradient_of="weights")
-            assert not refused.successful and "cannot be computed from it" in refused.reason, refused.reason
-            outputs = {name: image_array(received[name][-1]) for name in OUTPUTS}
-    finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0, log.read_text()[-3000:]
+    def refuses_another_score(node) -> None:  # the weights, not the bias, gradient: not in the graph
+        (refused,) = set_parameters(node, gradient_of="weights")
+        assert not refused.successful and "cannot be computed from it" in refused.reason, refused.reason
+
+    outputs = serve_frame(parameters, ros_env, log, image, CAMERA, OUTPUTS, while_up=refuses_another_score)
     loaded = load_model()
     expected = SegmentationPipeline(loaded, DEFAULT_SCORE, device="cpu").predict(image)
     assert (outputs["labels"] == expected.labels).mean() >= 0.999

@@ -32,6 +32,7 @@ from ..models.card import ModelCard, card_from_mapping, card_path_for, completed
 from ..models.loading import FACTORY_INPUT_MULTIPLE, LoadedModel
 from ..models.probe import LastLayer
 from ..uncertainty import BASELINES, GRADIENT_SCORES, GradientUncertaintyHead, HeadSettings, class_log_norm
+from ..uncertainty.head import CheckedSettings
 from ..uncertainty.pgn import predicted_class
 from .onnx_tail import Tail, TailModule, expose, find_tail
 from .runtimes import INSTALL, RuntimeMissingError, Session, open_session
@@ -180,7 +181,7 @@ def _measure(graph: ExportedGraph, card: ModelCard) -> LastLayer:
     )  # fmt: skip
 
 
-class ExportedHead:
+class ExportedHead(CheckedSettings):
     """The head's interface (``forward_many``, ``check_supported``, ``computes``, ``settings``) over an ONNX
     graph: its own score from the graph, the baselines and the bias gradient from its logits; for a foreign
     graph whose last layer was found, every last-layer score from the PyTorch head over that layer's input."""
@@ -206,15 +207,6 @@ class ExportedHead:
     def close(self) -> None:
         if self._replayed is not None:
             self._replayed.close()
-
-    @property
-    def settings(self) -> HeadSettings:
-        return self._settings
-
-    @settings.setter
-    def settings(self, value: HeadSettings) -> None:
-        self.check_supported(value)
-        self._settings = value
 
     def _in_graph(self, settings: HeadSettings) -> bool:
         return self.graph.settings is not None and settings.canonical == self.graph.settings.canonical

@@ -57,7 +57,24 @@ class HeadOutput:
     score: Tensor
 
 
-class GradientUncertaintyHead(nn.Module):
+class CheckedSettings:
+    """A head's ``settings``, checked by its ``check_supported`` whenever they are set (e.g. a run-time parameter
+    update): what the model cannot compute is refused before it is used."""
+
+    @property
+    def settings(self) -> HeadSettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: HeadSettings) -> None:
+        self.check_supported(value)
+        self._settings = value
+
+    def check_supported(self, settings: HeadSettings) -> None:
+        raise NotImplementedError
+
+
+class GradientUncertaintyHead(CheckedSettings, nn.Module):
     """Wraps ``model`` and returns :class:`HeadOutput` from one forward pass.
 
     ``last_layer`` names the module (``model.get_submodule`` path) whose
@@ -122,16 +139,6 @@ class GradientUncertaintyHead(nn.Module):
     def has_layer_input(self) -> bool:
         """The last layer's input is captured: the weight gradients and the factor report can be computed."""
         return self.last_layer is not None
-
-    @property
-    def settings(self) -> HeadSettings:
-        return self._settings
-
-    @settings.setter
-    def settings(self, value: HeadSettings) -> None:
-        """Change what is computed between frames (e.g. a run-time parameter update)."""
-        self.check_supported(value)
-        self._settings = value
 
     def check_supported(self, settings: HeadSettings) -> None:
         """ValueError with the reason when this model cannot compute ``settings``."""
