@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (pip install gradunc_ros[onnx])")
+pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (pip install onnx onnxruntime openvino)")
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 from ros_helpers import isolated_ros_env, serve_frame, set_parameters  # noqa: E402
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("onnx", reason="onnx is not installed (pip install gradunc_ros[onnx])")
-pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (pip install gradunc_ros[onnx])")
+pytest.importorskip("onnx", reason="onnx is not installed (pip install onnx onnxruntime openvino)")
+pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (pip install onnx onnxruntime openvino)")
 
 from gradunc_ros.assembly import ModelRequest  # noqa: E402
 from gradunc_ros.deploy.onnx_export import ExportError, export_onnx, installed_runtimes  # noqa: E402

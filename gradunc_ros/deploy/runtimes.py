@@ -5,7 +5,8 @@
   it, so float32 is asked for explicitly); ``bfloat16`` where the CPU has it, opt-in.
 
 A runtime that is not installed is one line naming what to install.  The
-runtimes are optional dependencies (``pip install gradunc_ros[onnx]``).
+runtimes are optional dependencies (the extra ``onnx``: ``pip install ".[onnx]"`` in the repository, or
+``pip install onnx onnxruntime openvino``).
 """
 
 from __future__ import annotations
