@@ -26,6 +26,7 @@ ARGUMENTS = {
     "weights": ("", "weights file (.safetensors or .pth); empty: as in params_file"),
     "model_card": ("", "model card YAML; empty: as in params_file (<weights>.card.yaml beside the weights)"),
     "model_path": ("", "folder to import a factory's module from; empty: as in params_file"),
+    "backend": ("", "torch, onnxruntime or openvino (weights an .onnx file); empty: as in params_file (torch)"),
     "device": ("", "auto, cpu or cuda[:N]; empty: as in params_file (default: auto)"),
     "params_file": (
         PathJoinSubstitution([FindPackageShare("gradunc_ros"), "config", "gradunc.yaml"]),
@@ -44,7 +45,7 @@ def _node(context) -> list:
     """The node, with the launch arguments that were given overriding params_file."""
     value = {
         name: LaunchConfiguration(name).perform(context)
-        for name in ("image_topics", "model", "weights", "model_card", "model_path", "device")
+        for name in ("image_topics", "model", "weights", "model_card", "model_path", "backend", "device")
     }
     topics = yaml.safe_load(value.pop("image_topics"))
     overrides = {"image_topics": [topics] if isinstance(topics, str) else [str(t) for t in topics]}
