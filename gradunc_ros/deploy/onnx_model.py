@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - said when an ONNX file is loaded
 
 from ..models.card import ModelCard, card_from_mapping, card_path_for, completed, read_card
 from ..models.loading import FACTORY_INPUT_MULTIPLE, LoadedModel
-from ..models.probe import LastLayer
+from ..models.probe import LastLayer, class_count
 from ..uncertainty import BASELINES, GRADIENT_SCORES, GradientUncertaintyHead, HeadSettings, class_log_norm
 from ..uncertainty.head import CheckedSettings
 from ..uncertainty.pgn import predicted_class
@@ -169,11 +169,9 @@ def _measure(graph: ExportedGraph, card: ModelCard) -> LastLayer:
             f"{graph.path}: output {graph.logits_output} is not an N x C x H x W logit map (shape {logits.shape}, "
             f"{logits.dtype})"
         )
-    if logits.shape[1] < 2:
-        raise ValueError(f"{graph.path}: the logits have 1 channel (a sigmoid head?); the scores need 2 or more")
-    classes, output_stride = int(logits.shape[1]), height / logits.shape[-2]
+    classes, output_stride = class_count(logits.shape[1]), height / logits.shape[-2]
     if graph.tail is None:
-        return LastLayer(None, classes, None, False, output_stride, output_stride)
+        return LastLayer.none(classes, output_stride)
     low = outputs[graph.tail.output]
     return LastLayer(
         f"onnx:{graph.tail.node}", classes, not graph.tail.resized, graph.tail.align_corners, height / low.shape[-2],

@@ -44,6 +44,11 @@ class LastLayer:
     stride: float  # the network input's height over the layer's output height
     output_stride: float  # the network input's height over the returned logits' height
 
+    @classmethod
+    def none(cls, num_classes: int, output_stride: float) -> LastLayer:
+        """A model without a single last layer: its logits, at their stride, are all there is."""
+        return cls(None, num_classes, None, False, output_stride, output_stride)
+
     def describe(self) -> str:
         if self.path is None:
             return f"no single last layer: {self.num_classes} classes at stride {self.output_stride:g}"
@@ -98,14 +103,10 @@ def probe_last_layer(
     finally:
         for handle in handles:
             handle.remove()
-    classes = int(logits.shape[1])
+    classes = class_count(logits.shape[1])
     output_stride = size[0] / logits.shape[-2]
-    if classes < 2:
-        raise ProbeError(
-            "the model outputs 1 channel (a sigmoid head?): the scores need a softmax over at least 2 classes"
-        )
     if declared == NO_LAST_LAYER:
-        return LastLayer(None, classes, None, False, output_stride, output_stride)
+        return LastLayer.none(classes, output_stride)
     maps = {name: [_as_map(o) for o in outs] for name, outs in outputs.items()}
     candidates = {
         name: outs
@@ -151,6 +152,15 @@ def probe_last_layer(
         stride=size[0] / layer_height,
         output_stride=output_stride,
     )
+
+
+def class_count(channels: int) -> int:
+    """The logits' channel count as a class count, or ProbeError for a single channel."""
+    if channels < 2:
+        raise ProbeError(
+            "the model outputs 1 channel (a sigmoid head?): the scores need a softmax over at least 2 classes"
+        )
+    return int(channels)
 
 
 def _as_map(output: object) -> Tensor | None:

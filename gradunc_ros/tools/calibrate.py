@@ -27,7 +27,7 @@ from gradunc_ros.tools.common import (
     add_model_options,
     add_score_options,
     add_sweep_options,
-    assemble_from,
+    assemble_sweep,
     one_line_errors,
     output_file,
     positive_int,
@@ -75,10 +75,8 @@ def run(args: argparse.Namespace) -> int:
     if not wanted:
         raise ValueError("no valid score setting in these combinations (the penultimate layer: weights, last_layer)")
     dataset = read_ood_dataset(args.dataset, args.data, args.split)
-    assembly = assemble_from(args, wanted[0], "gradunc-calibrate", masks=False)
+    assembly = assemble_sweep(args, wanted, "gradunc-calibrate")
     loaded, pipeline = assembly.loaded, assembly.pipeline
-    for one in wanted:
-        pipeline.head.check_supported(one)
     frames = len(dataset.frames[: args.max_frames])
     how = (
         "best pixel F1" if args.best_f1 else f"at most {args.target_fpr:g} of in-distribution pixels flagged"

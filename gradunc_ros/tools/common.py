@@ -258,6 +258,15 @@ def assemble_from(
     return assembly
 
 
+def assemble_sweep(args: argparse.Namespace, wanted: list[HeadSettings], prog: str, start: HeadSettings | None = None):
+    """``assemble_from`` for the tools that compute many settings at once (gradunc-eval, gradunc-calibrate):
+    no mask; every setting of ``wanted`` the loaded model cannot compute is refused before the run."""
+    assembly = assemble_from(args, start or wanted[0], prog, masks=False)
+    for one in wanted:
+        assembly.pipeline.head.check_supported(one)
+    return assembly
+
+
 def say_assumed(loaded, say: Callable[[str], None]) -> None:
     """One line naming what no model card said and was assumed (class names, colours, normalisation)."""
     if loaded.assumed:

@@ -21,7 +21,7 @@ from gradunc_ros.tools.common import (
     ToolParser,
     add_model_options,
     add_sweep_options,
-    assemble_from,
+    assemble_sweep,
     non_negative_int,
     one_line_errors,
     output_folder,
@@ -68,10 +68,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, settings: list[HeadSettings]) -> int:
     dataset = read_ood_dataset(args.dataset, args.data, args.split)
-    assembly = assemble_from(args, HeadSettings(), "gradunc-eval", masks=False)
+    assembly = assemble_sweep(args, settings, "gradunc-eval", start=HeadSettings())
     loaded, pipeline = assembly.loaded, assembly.pipeline
-    for one in settings:  # a setting this model cannot compute is refused before the run, with the reason
-        pipeline.head.check_supported(one)
     evaluation = evaluate(
         pipeline, dataset, settings, args.max_frames, progress=tqdm,
         factors=not args.no_factors and pipeline.head.has_layer_input,  # the report needs the layer's input
