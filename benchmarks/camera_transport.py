@@ -14,7 +14,7 @@ stamp-to-publish latency.  Options:
 - best_effort_input:     the camera publishes reliable, node input_reliability:=best_effort;
 - reliable:              reliable camera and node input_reliability:=reliable;
 - node_profile:          node alone with benchmarks/fastdds_node_profile.xml (stock transports,
-                         8 MB socket buffers, 32 MB shared-memory segment), best effort;
+                         4 MiB socket buffers, 32 MB shared-memory segment), best effort;
 - node_profile_reliable: the same, reliable camera and input;
 - compressed:            the camera publishes JPEG (quality 90) CompressedImages, best effort;
 - large_data:            FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA in the camera and the node (system-wide).
@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--compressed", action="store_true", help="(camera role)")
     parser.add_argument("--width", type=int, default=1920)
     parser.add_argument("--height", type=int, default=1080)
+    parser.add_argument("--sizes", default="", help="WxH,...: a row per size and option (default: --width, --height)")
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--options", default=",".join(OPTIONS))
@@ -87,17 +88,20 @@ def main() -> None:
             args.topics.split(","), args.width, args.height, args.rate, args.seconds, args.reliable, args.compressed
         )
         return
+    sizes = args.sizes.split(",") if args.sizes else [f"{args.width}x{args.height}"]
     sent = int(args.rate * args.seconds)
-    print(f"camera: {args.width}x{args.height} at {args.rate:g} Hz for {args.seconds:g} s ({sent} frames)")
-    print("| option | received by the node | processed | dropped (node busy) | p50 ms | p95 ms "
+    print(f"camera at {args.rate:g} Hz for {args.seconds:g} s ({sent} frames)")
+    print("| frame | option | received by the node | processed | dropped (node busy) | p50 ms | p95 ms "
           "| stock peer sees node |")  # fmt: skip
-    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
-    for option in args.options.split(","):
-        values = measure(args, option)
-        seen = "yes" if values else "no"
-        print(f"| {option} | {values.get('received', 0):.0f} | {values.get('processed', 0):.0f} "
-              f"| {values.get('dropped', 0):.0f} | {values.get('latency_p50_ms', float('nan')):.0f} "
-              f"| {values.get('latency_p95_ms', float('nan')):.0f} | {seen} |", flush=True)  # fmt: skip
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    for size in sizes:
+        args.width, args.height = (int(v) for v in size.split("x"))
+        for option in args.options.split(","):
+            values = measure(args, option)
+            seen = "yes" if values else "no"
+            print(f"| {size} | {option} | {values.get('received', 0):.0f} | {values.get('processed', 0):.0f} "
+                  f"| {values.get('dropped', 0):.0f} | {values.get('latency_p50_ms', float('nan')):.0f} "
+                  f"| {values.get('latency_p95_ms', float('nan')):.0f} | {seen} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 
-from gradunc_ros.ros.codec import _COLOUR, ImageDecodeError, compressed_to_rgb, encoding_info, image_to_rgb
+from gradunc_ros.streams.codec import _COLOUR, ImageDecodeError, compressed_to_rgb, encoding_info, image_to_rgb
 
 NAMES = [*_COLOUR, "nv21", "8UC3", "32FC1", "64FC1", "16SC4", "rgb9", "", "bgr", "8UC"]
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from rosbench import camera_process, isolate, run_cameras, start_node  # noqa: E402
+from rosbench import camera_process, isolate, node_env, run_cameras, start_node  # noqa: E402
 
 
 def measure(args: argparse.Namespace, cameras: int, width: int, height: int) -> dict[str, float]:
@@ -35,7 +35,8 @@ def measure(args: argparse.Namespace, cameras: int, width: int, height: int) -> 
     if args.input_size:
         parameters["input_size"] = args.input_size
     parameters.update(item.split("=", 1) for item in args.param)
-    node = start_node(parameters, env, Path(args.log_dir) / f"node_{cameras}x{width}x{height}.log")
+    log = Path(args.log_dir) / f"node_{cameras}x{width}x{height}.log"
+    node = start_node(parameters, node_env(env, args.node_profile), log)
     latest: dict[str, dict[str, float]] = {}
 
     def on_status(message: DiagnosticArray) -> None:
@@ -47,7 +48,9 @@ def measure(args: argparse.Namespace, cameras: int, width: int, height: int) -> 
         deadline = time.monotonic() + 120
         while len(latest) < cameras and time.monotonic() < deadline:  # model loaded, node reporting
             executor.spin_once(timeout_sec=0.2)
-        camera = camera_process(__file__, topics, width, height, args.rate, args.warmup + args.seconds, env)
+        camera = camera_process(
+            __file__, topics, width, height, args.rate, args.warmup + args.seconds, env, reliable=args.reliable
+        )
         warm_at = time.monotonic() + 2.0 + args.warmup  # the camera waits 2 s for discovery
         while time.monotonic() < warm_at:
             executor.spin_once(timeout_sec=0.1)
@@ -60,11 +63,19 @@ def measure(args: argparse.Namespace, cameras: int, width: int, height: int) -> 
     node.terminate()
     node.wait(timeout=30)
     totals = {"sent": args.rate * args.seconds * cameras}
-    for key in ("received", "processed", "dropped", "bad_frames"):
+    for key in ("received", "processed", "dropped", "undecodable"):
         totals[key] = sum(latest[n][key] - at_warm.get(n, {}).get(key, 0.0) for n in latest)
     for key in ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms"):
         totals[key] = max(values[key] for values in latest.values())
     totals["rate_hz"] = totals["processed"] / args.seconds / cameras
+    totals["cameras"] = {
+        name.removeprefix("gradunc_node: "): {
+            key: latest[name][key] - at_warm.get(name, {}).get(key, 0.0)
+            for key in ("received", "processed", "dropped", "dropped_in_bursts")
+        }
+        | {"latency_p50_ms": latest[name]["latency_p50_ms"]}
+        for name in sorted(latest)
+    }
     return totals
 
 
@@ -72,7 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--role", default="benchmark", choices=("benchmark", "camera"))
     parser.add_argument("--topics", default="/camera_0/image_raw", help="(camera role)")
-    parser.add_argument("--reliable", action="store_true", help="(camera role)")
+    parser.add_argument("--reliable", action="store_true", help="the cameras publish reliable (rclcpp's default)")
     parser.add_argument("--width", type=int, default=640, help="(camera role)")
     parser.add_argument("--height", type=int, default=480, help="(camera role)")
     parser.add_argument("--sizes", default="640x480,1920x1080,2048x1024")
@@ -84,6 +95,8 @@ def main() -> None:
     parser.add_argument("--input-size", default="", help="network input WxH (default: the model's, 320x240)")
     parser.add_argument("--log-dir", default="/tmp")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="another node parameter")
+    parser.add_argument("--per-camera", action="store_true", help="a row per camera: its processed share")
+    parser.add_argument("--node-profile", default="", help="a Fast DDS XML profile for the node alone")
     parser.add_argument("--large-data", action="store_true", help="LARGE_DATA transports in every process")
     args = parser.parse_args()
     if args.role == "camera":
@@ -102,8 +115,14 @@ def main() -> None:
             width, height = (int(v) for v in size.split("x"))
             r = measure(args, cameras, width, height)
             print(f"| {cameras} | {size} | {r['sent']:.0f} | {r['received']:.0f} | {r['processed']:.0f} "
-                  f"| {r['dropped']:.0f} | {r['bad_frames']:.0f} | {r['rate_hz']:.1f} | {r['latency_p50_ms']:.1f} "
+                  f"| {r['dropped']:.0f} | {r['undecodable']:.0f} | {r['rate_hz']:.1f} | {r['latency_p50_ms']:.1f} "
                   f"| {r['latency_p95_ms']:.1f} | {r['latency_p99_ms']:.1f} |", flush=True)  # fmt: skip
+            if args.per_camera:
+                for topic, c in r["cameras"].items():
+                    share = c["processed"] / c["received"] if c["received"] else float("nan")
+                    print(f"|   | {topic} | | {c['received']:.0f} | {c['processed']:.0f} ({share:.0%}) "
+                          f"| {c['dropped']:.0f} ({c['dropped_in_bursts']:.0f} in bursts) | | "
+                          f"| {c['latency_p50_ms']:.1f} | | |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

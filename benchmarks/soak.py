@@ -52,7 +52,7 @@ class Checker:
         self.problems: list[str] = []
 
     def __call__(self, output: str, msg) -> None:
-        from gradunc_ros.ros.codec import image_array
+        from gradunc_ros.streams.codec import image_array
 
         index = msg.header.stamp.sec
         if msg.header.frame_id != f"soak{index}":
@@ -90,7 +90,7 @@ def main() -> int:
     from sensor_msgs.msg import Image
 
     from gradunc_ros.models import load_model
-    from gradunc_ros.ros.codec import array_to_image
+    from gradunc_ros.ros.publishing import image_message
     from gradunc_ros.ros.spinning import own_node
     from gradunc_ros.thresholds import choose_threshold, table_for_weights
     from gradunc_ros.uncertainty import DEFAULT_SCORE
@@ -110,7 +110,7 @@ def main() -> int:
     status: dict[str, float] = {}
     reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
     memory: list[tuple[int, float, int]] = []
-    images = [array_to_image(image, "rgb8") for image in frames(width, height)]
+    images = [image_message(image, "rgb8") for image in frames(width, height)]
     with own_node("gradunc_soak") as (peer, executor):
         for output in OUTPUTS:
             peer.create_subscription(Image, f"/soak/gradunc/{output}", lambda m, o=output: checker(o, m), reliable)
@@ -161,8 +161,8 @@ def main() -> int:
     mask_mismatch = sorted(i for i in complete if checker.seen[i]["uncertainty"] != checker.seen[i]["ood_mask"])
     print(f"\nframes sent {args.frames} at {args.rate:g} Hz ({width}x{height}) in {elapsed:.0f} s")
     print(f"node counts: received {status.get('received', 0):.0f}, processed {status.get('processed', 0):.0f}, "
-          f"dropped {status.get('dropped', 0):.0f}, bad {status.get('bad_frames', 0):.0f}, "
-          f"failed {status.get('failed', 0):.0f}")  # fmt: skip
+          f"dropped {status.get('dropped', 0):.0f}, undecodable {status.get('undecodable', 0):.0f}, "
+          f"inference failed {status.get('inference_failed', 0):.0f}")  # fmt: skip
     print(f"frames with all three outputs: {len(complete)}; with some missing: {len(incomplete)} {incomplete[:20]}")
     print(f"masks not equal to uncertainty > threshold: {len(mask_mismatch)} {mask_mismatch[:20]}")
     print(f"other problems: {len(checker.problems)} {checker.problems[:20]}")

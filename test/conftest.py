@@ -68,3 +68,11 @@ def random_erfnet(tmp_path_factory: pytest.TempPathFactory):
     return save_safetensors(
         get_architecture("erfnet").build(), path, model_name="erfnet", class_names=[f"c{i}" for i in range(9)]
     )
+
+
+@pytest.fixture(scope="module")
+def ros_env(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A private ROS graph for the test module (ros_helpers.isolated_ros_env), joined by this process too."""
+    from ros_helpers import isolated_ros_env
+
+    return isolated_ros_env(tmp_path_factory.mktemp("ros_home"))

@@ -5,10 +5,16 @@ an ordinary `ros2 topic echo` are.  Run as a script:
 
     python dds_peers.py camera [--topic /camera/image_raw --frames 20 --rate 5]
     python dds_peers.py listener [--prefix /camera/gradunc --frames 2 --timeout 120]
+    python dds_peers.py cameras --topics /a/image,/b/image --rates 10,20 [--width 64 --height 48
+        --seconds 20 --reliable --wait-match]
 
 The camera publishes rgb8 frames (sensor data QoS) stamped 1, 2, ... with frame_id
 "camera"; the listener prints one JSON line per output it receives and exits 0
-once every output holds ``--frames`` distinct stamps, 1 on a timeout.
+once every output holds ``--frames`` distinct stamps, 1 on a timeout.  ``cameras``
+publishes rgb8 frames on several topics from one process, each at its own rate,
+stamped with the time of publishing, for ``--seconds`` (or ``--count`` frames per topic);
+``--wait-match`` holds each topic back until a subscription has matched (a
+recorder's or a tool's habit, so that the first frame is the first one received).
 """
 
 from __future__ import annotations
@@ -79,16 +85,76 @@ def listener(args: argparse.Namespace) -> int:
         rclpy.try_shutdown()
 
 
+def cameras(args: argparse.Namespace) -> int:
+    import numpy as np
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    rclpy.init()
+    node = rclpy.create_node("stock_cameras")
+    qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if args.reliable else qos_profile_sensor_data
+    topics = args.topics.split(",")
+    rates = [float(r) for r in args.rates.split(",")] if args.rates else [args.rate] * len(topics)
+    pixels = np.random.default_rng(0).integers(0, 256, (args.height, args.width, 3), dtype=np.uint8).tobytes()
+    sent = dict.fromkeys(topics, 0)
+    publishers = {topic: node.create_publisher(Image, topic, qos) for topic in topics}
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    deadline = time.monotonic() + 30.0
+    while args.wait_match and time.monotonic() < deadline:
+        if all(p.get_subscription_count() for p in publishers.values()):
+            break
+        executor.spin_once(timeout_sec=0.05)
+    else:
+        if args.wait_match:
+            print("no subscription matched within 30 s", file=sys.stderr)
+            return 1
+
+    def publish(topic: str) -> None:
+        if args.count and sent[topic] >= args.count:
+            return
+        frame = Image(height=args.height, width=args.width, encoding="rgb8", step=args.width * 3, data=pixels)
+        frame.header.stamp = node.get_clock().now().to_msg()
+        frame.header.frame_id = topic.strip("/").split("/")[0]
+        publishers[topic].publish(frame)
+        sent[topic] += 1
+
+    for topic, rate in zip(topics, rates, strict=True):
+        node.create_timer(1.0 / rate, lambda t=topic: publish(t))
+    end = time.monotonic() + args.seconds
+    try:
+        while time.monotonic() < end and not (args.count and all(n >= args.count for n in sent.values())):
+            executor.spin_once(timeout_sec=0.05)
+        time.sleep(0.5)  # let reliable writers deliver the last frames
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print(json.dumps(sent), flush=True)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("role", choices=("camera", "listener"))
+    parser.add_argument("role", choices=("camera", "listener", "cameras"))
+    parser.add_argument("--topics", default="/camera/image_raw")
+    parser.add_argument("--rates", default="", help="Hz per topic (cameras); default: --rate for each")
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--height", type=int, default=48)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--reliable", action="store_true")
+    parser.add_argument("--wait-match", action="store_true")
+    parser.add_argument("--count", type=int, default=0, help="frames per topic (cameras); 0: for --seconds")
     parser.add_argument("--topic", default="/camera/image_raw")
     parser.add_argument("--prefix", default="/camera/gradunc")
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--rate", type=float, default=5.0)
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
-    return camera(args) if args.role == "camera" else listener(args)
+    return {"camera": camera, "listener": listener, "cameras": cameras}[args.role](args)
 
 
 if __name__ == "__main__":

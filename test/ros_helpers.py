@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -28,6 +29,18 @@ def start_node(parameters: dict[str, str], env: dict, log: Path, ros_args: tuple
         arguments += ["-p", f"{name}:={value}"]
     with log.open("w") as handle:
         return python_module("gradunc_ros.ros.main", *arguments, env=env, stdout=handle, stderr=subprocess.STDOUT)
+
+
+@contextmanager
+def node_running(parameters: dict[str, str], env: dict, log: Path) -> Iterator[subprocess.Popen]:
+    """gradunc_node as a process (``start_node``) for a block; SIGINT at its end, SIGKILL after 30 s."""
+    from gradunc_ros.processes import stop
+
+    process = start_node(parameters, env, log)
+    try:
+        yield process
+    finally:
+        stop(process, timeout=30.0)
 
 
 def spin_until(node, condition: Callable[[], bool], timeout: float, publish: Callable[[], None] | None = None) -> bool:
@@ -103,8 +116,9 @@ def serve_frame(
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from gradunc_ros.ros.codec import array_to_image, image_array
+    from gradunc_ros.ros.publishing import image_message
     from gradunc_ros.ros.spinning import own_node
+    from gradunc_ros.streams.codec import image_array
 
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     prefix = camera.rsplit("/", 1)[0] + "/gradunc/"
@@ -115,7 +129,7 @@ def serve_frame(
             for name in outputs:
                 node.create_subscription(Image, prefix + name, received[name].append, reliable)
             publisher = node.create_publisher(Image, camera, reliable)
-            frame = array_to_image(image, "rgb8")
+            frame = image_message(image, "rgb8")
             served = spin_until(node, lambda: all(received.values()), 120, lambda: publisher.publish(frame))
             assert served, (log.read_text()[-3000:], {k: len(v) for k, v in received.items()})
             if while_up is not None:

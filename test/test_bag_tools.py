@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from gradunc_ros.bagio import read_messages, stamp_ns, topics_of
 from gradunc_ros.imageio import read_label, read_rgb
-from gradunc_ros.ros.codec import compressed_to_rgb, image_array, image_to_rgb
+from gradunc_ros.streams.bags import read_messages, stamp_ns, topics_of
+from gradunc_ros.streams.codec import compressed_to_rgb, image_array, image_to_rgb
 
 pytestmark = pytest.mark.process
 

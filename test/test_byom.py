@@ -51,7 +51,7 @@ def _features(loaded, x: torch.Tensor) -> torch.Tensor:
 
 
 def _reference_vector(logits: torch.Tensor, label: str) -> torch.Tensor:
-    """The paper's code's stand-in for s - y (method.md, section 1): s * (1 - onehot) or (C - 1) / C * s."""
+    """The paper's code's stand-in for s - y (docs/method.md, section 1): s * (1 - onehot) or (C - 1) / C * s."""
     probs = logits.softmax(1)
     if label == "uniform":
         return probs * (logits.shape[1] - 1) / logits.shape[1]
@@ -111,7 +111,7 @@ def test_every_gradient_after_the_models_own_upsampling_equals_autograd(gradient
 
 
 def test_the_segformers_score_is_upsampled_to_the_image_as_a_norm(generator) -> None:
-    """SegFormer returns H/4 logits: the pipeline brings the score to the image as a norm (method.md)."""
+    """SegFormer returns H/4 logits: the pipeline brings the score to the image as a norm (docs/method.md)."""
     loaded = _load(SEGFORMER)
     settings = HeadSettings("pgn_oh", 0.5, gradient_of="layer")
     pipeline = SegmentationPipeline(loaded, settings, device="cpu")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
-from ros_helpers import isolated_ros_env, serve_frame, start_node  # noqa: E402
+from ros_helpers import serve_frame, start_node  # noqa: E402
 
 from gradunc_ros.models import load_model  # noqa: E402
 from gradunc_ros.pipeline import SegmentationPipeline  # noqa: E402
@@ -22,11 +22,6 @@ pytestmark = pytest.mark.process
 HERE = Path(__file__).parent
 CAMERA = "/byom/image_raw"
 OUTPUTS = ("labels", "uncertainty", "ood_mask")
-
-
-@pytest.fixture(scope="module")
-def ros_env(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return isolated_ros_env(tmp_path_factory.mktemp("ros_home"))
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from gradunc_ros.imageio import declared_size  # noqa: E402
-from gradunc_ros.ros.codec import (  # noqa: E402
+from gradunc_ros.streams.codec import (  # noqa: E402
     _COLOUR,
     ImageDecodeError,
     compressed_to_rgb,

@@ -26,7 +26,7 @@ from conftest import P_VALUES  # noqa: E402
 
 import gradunc_ros.uncertainty.fused as fused_module  # noqa: E402
 from gradunc_ros.models import load_model  # noqa: E402
-from gradunc_ros.uncertainty import DEFAULT_SCORE, HeadSettings, pgn_for_layer  # noqa: E402
+from gradunc_ros.uncertainty import DEFAULT_SCORE, HeadSettings, PgnOptions, pgn_for_layer  # noqa: E402
 from gradunc_ros.uncertainty.autograd_reference import largest_log_difference  # noqa: E402
 from gradunc_ros.uncertainty.fused import FusedLastLayer, fusable_layer, fused_scores, triton_runs_on  # noqa: E402
 
@@ -65,7 +65,7 @@ def _reference(
     x = features.to(dtype).double()
     with torch.no_grad():
         logits = exact(x)
-        return logits, pgn_for_layer(exact, logits, x, p, label, mode, from_logits=True, gradient_of=gradient_of)
+        return logits, pgn_for_layer(exact, logits, x, p, PgnOptions(label, mode, gradient_of, from_logits=True))
 
 
 @pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16, torch.float16), ids=str)
@@ -80,7 +80,7 @@ def test_kernel_equals_the_plain_path(kind: str, label: str, dtype, generator) -
     features[0, :, 0, 0] = 0  # a pixel with zero features: score -inf in both
     features[1, : channels // 2, 1, 1] = 0  # exact zeros among the entries: they add nothing
     for p in P_VALUES:
-        logits, score = fused_scores(layer.to(DEVICE, dtype), features.to(DEVICE, dtype), p, label)
+        logits, score = fused_scores(layer.to(DEVICE, dtype), features.to(DEVICE, dtype), p, PgnOptions(label))
         ref_logits, ref_score = _reference(layer, features, p, label, dtype)
         assert logits.dtype == score.dtype == torch.float32
         assert logits.shape == ref_logits.shape and score.shape == ref_score.shape
@@ -104,7 +104,7 @@ def test_kernel_computes_the_bias_and_whole_layer_gradients_and_reference_mode(
     for label in ("onehot", "uniform"):
         for p in (0.1, 0.5, 2.0):
             layer_, x = layer.to(DEVICE, dtype), features.to(DEVICE, dtype)
-            _, score = fused_scores(layer_, x, p, label, gradient_of, mode)
+            _, score = fused_scores(layer_, x, p, PgnOptions(label, mode, gradient_of))
             _, ref_score = _reference(layer, features, p, label, dtype, gradient_of, mode)
             # Exact uniform label: s_c - 1/C cancels where s_c is near 1/C, and 1/p = 10 amplifies the float32
             # rounding of the difference in the log; either path (kernel or plain) loses digits there.
@@ -122,7 +122,7 @@ def test_large_and_tiny_features_neither_overflow_nor_underflow() -> None:
     features[..., 2:, :] *= 1e-15  # and underflow
     for p in (0.1, 4.0):
         for gradient_of in ("weights", "layer"):
-            _, score = fused_scores(layer.to(DEVICE), features.to(DEVICE), p, "onehot", gradient_of)
+            _, score = fused_scores(layer.to(DEVICE), features.to(DEVICE), p, PgnOptions(gradient_of=gradient_of))
             _, ref = _reference(layer.cpu(), features, p, "onehot", torch.float32, gradient_of)
             assert torch.isfinite(score).all()
             assert largest_log_difference(score.cpu(), ref) <= 1e-4
@@ -191,13 +191,13 @@ def test_selfcheck_checks_the_fused_kernel_where_it_runs(capsys: pytest.CaptureF
 def test_the_packed_weights_follow_changes_of_the_layer(generator) -> None:
     layer = nn.Conv2d(16, 9, 1).to(DEVICE)
     fused = FusedLastLayer(layer)
-    fused.request = (0.5, "onehot", "weights", "exact")
+    fused.request = (0.5, PgnOptions())
     features = torch.randn(1, 16, 4, 4, generator=generator).to(DEVICE)
     first = layer(features)
     with torch.no_grad():
         layer.weight.mul_(2.0)  # in place, as load_state_dict does
         layer.bias.add_(1.0)
     second = layer(features)
-    _, expected = fused_scores(layer, features, 0.5, "onehot")  # packed afresh
+    _, expected = fused_scores(layer, features, 0.5)  # packed afresh
     assert not torch.allclose(first, second)
     assert torch.equal(fused.score, expected)

@@ -1,6 +1,6 @@
 """Gradients of the last layer's bias and of the whole layer (weights and bias), against autograd.
 
-method.md, section 1, "Which parameters": the bias gradient is ``s - y``, so its norm is the class
+docs/method.md, section 1, "Which parameters": the bias gradient is ``s - y``, so its norm is the class
 factor ``||s - y||_p``; over weights and bias together the entry-wise p-norm is
 ``||s - y||_p * (||input||_p^p + 1)^(1/p)``.  Exact mode is checked against the per-pixel autograd
 gradient, reference mode against a transcription of the paper's stand-ins for ``s - y``.
@@ -17,7 +17,7 @@ from test_pgn_autograd import INPUT_CHANNELS, LAST_LAYERS
 from torch import nn
 from torch.func import functional_call
 
-from gradunc_ros.uncertainty import GradientUncertaintyHead, HeadSettings, class_log_norm, pgn_for_layer
+from gradunc_ros.uncertainty import GradientUncertaintyHead, HeadSettings, PgnOptions, class_log_norm, pgn_for_layer
 from gradunc_ros.uncertainty.autograd_reference import autograd_log_gradient_norm, largest_log_difference
 
 WITH_BIAS = sorted(kind for kind, make in LAST_LAYERS.items() if make().bias is not None) + ["linear"]
@@ -45,7 +45,7 @@ def _autograd(layer: nn.Module, x: torch.Tensor, names: tuple[str, ...], p: floa
 def _closed(layer: nn.Module, x: torch.Tensor, p: float, label: str, gradient_of: str, mode: str = "exact"):
     with torch.no_grad():
         logits = layer(x)
-    return pgn_for_layer(layer, logits, x, p, label, mode, from_logits=True, gradient_of=gradient_of)
+    return pgn_for_layer(layer, logits, x, p, PgnOptions(label, mode, gradient_of, from_logits=True))
 
 
 @pytest.mark.parametrize("p", P_VALUES)
@@ -90,7 +90,7 @@ def test_outputs_without_input_keep_the_bias_gradient(generator) -> None:
 
 
 def _reference_class_vector(probs: torch.Tensor, label: str) -> torch.Tensor:
-    """The paper's code (method.md, section 1): s * (1 - y) for one-hot, (C - 1)/C * s for uniform."""
+    """The paper's code (docs/method.md, section 1): s * (1 - y) for one-hot, (C - 1)/C * s for uniform."""
     if label == "onehot":
         onehot = torch.zeros_like(probs).scatter(1, probs.argmax(1, keepdim=True), 1.0)
         return probs * (1 - onehot)
@@ -105,7 +105,7 @@ def test_reference_mode_bias_and_whole_layer_equal_the_papers_stand_in(kind: str
     with torch.no_grad():
         probs = torch.softmax(layer(x), dim=1)
     vector_norm = _reference_class_vector(probs, label).abs().pow(p).sum(1).pow(1 / p)
-    input_norm = pgn_for_layer(layer, probs, x, p, label, "exact", log=False) / class_log_norm(probs, p, label).exp()
+    input_norm = pgn_for_layer(layer, probs, x, p, PgnOptions(label, log=False)) / class_log_norm(probs, p, label).exp()
     bias = _closed(layer, x, p, label, "bias", "reference")
     whole = _closed(layer, x, p, label, "layer", "reference")
     assert largest_log_difference(bias, vector_norm.log()) <= LOG_TOLERANCE

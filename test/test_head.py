@@ -17,6 +17,7 @@ from gradunc_ros.uncertainty import (
     DEFAULT_SCORE,
     GradientUncertaintyHead,
     HeadSettings,
+    PgnOptions,
     log_bilinear_resize,
     pgn,
 )
@@ -100,7 +101,7 @@ def test_last_layer_resolution_is_the_low_resolution_score_upsampled(deeplab, im
     with torch.no_grad():
         features = deeplab.final[:6](deeplab.stem(image))
         low_probs = torch.softmax(deeplab.final[6](features), dim=1)
-        expected = log_bilinear_resize(pgn(low_probs, features, 0.3, label, mode), (10, 12), True)
+        expected = log_bilinear_resize(pgn(low_probs, features, 0.3, PgnOptions(label, mode)), (10, 12), True)
         logits = deeplab(image)
     assert torch.equal(out.logits, logits)
     assert torch.equal(out.labels, logits.argmax(dim=1))

@@ -11,7 +11,7 @@ pytest.importorskip("hypothesis", reason="hypothesis is not installed (requireme
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from gradunc_ros.uncertainty import GradientUncertaintyHead, HeadSettings, pgn_for_layer  # noqa: E402
+from gradunc_ros.uncertainty import GradientUncertaintyHead, HeadSettings, PgnOptions, pgn_for_layer  # noqa: E402
 from gradunc_ros.uncertainty.autograd_reference import autograd_log_pgn, largest_log_difference  # noqa: E402
 
 
@@ -45,7 +45,7 @@ def test_closed_form_equals_autograd_for_random_layers(layer, batch, height, wid
     x = torch.randn(batch, layer.in_channels, height, width, dtype=torch.float64)
     with torch.no_grad():
         logits = layer(x)
-    closed = pgn_for_layer(layer, logits, x, p, label, from_logits=True)
+    closed = pgn_for_layer(layer, logits, x, p, PgnOptions(label, from_logits=True))
     truth = autograd_log_pgn(lambda w: functional_call(layer, {"weight": w}, (x,)), layer.weight, p, label)
     assert closed.shape == truth.shape
     assert largest_log_difference(closed, truth) <= 1e-5

@@ -13,12 +13,13 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from ros_helpers import isolated_ros_env, set_parameters, spin_until, start_node  # noqa: E402
+from ros_helpers import node_running, set_parameters, spin_until  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from gradunc_ros.models import load_model  # noqa: E402
 from gradunc_ros.pipeline import SegmentationPipeline  # noqa: E402
-from gradunc_ros.ros.codec import array_to_image, image_array  # noqa: E402
+from gradunc_ros.ros.publishing import image_message  # noqa: E402
+from gradunc_ros.streams.codec import image_array  # noqa: E402
 
 pytestmark = pytest.mark.process
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -30,21 +31,14 @@ def weights(random_erfnet: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ros_env(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return isolated_ros_env(tmp_path_factory.mktemp("ros_home"))
-
-
-@pytest.fixture(scope="module")
 def node_process(weights: Path, ros_env: dict, tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("node_log") / "node.log"
     parameters = {
         "weights": str(weights), "image_topics": "[/cam_a/image_raw, /cam_b/image_raw/compressed]",
         "input_reliability": "reliable", "publish_overlay": "true", "status_period": "0.5", "threshold": "0.0",
     }  # fmt: skip
-    process = start_node(parameters, ros_env, log)
-    yield process, log
-    if process.poll() is None:
-        process.kill()
+    with node_running(parameters, ros_env, log) as process:
+        yield process, log
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +64,7 @@ def _frame(seed: int) -> np.ndarray:
 
 
 def _send(publishers, image: np.ndarray, stamp_sec: int) -> None:
-    raw = array_to_image(image, "rgb8")
+    raw = image_message(image, "rgb8")
     raw.header.stamp.sec, raw.header.frame_id = stamp_sec, "camera_a"
     publishers["cam_a"].publish(raw)
     compressed = CompressedImage(format="png", data=cv2.imencode(".png", image[..., ::-1])[1].tobytes())
@@ -116,7 +110,7 @@ def test_real_camvid_frame_labels_equal_gradunc_infer(peer, weights, camvid_root
     )  # fmt: skip
     assert infer.returncode == 0, infer.stderr
     expected = np.load(tmp_path / f"{path.stem}.npz")
-    frame = array_to_image(read_rgb(path), "rgb8")  # the same decoded pixels gradunc-infer saw
+    frame = image_message(read_rgb(path), "rgb8")  # the same decoded pixels gradunc-infer saw
     frame.header.stamp.sec, frame.header.frame_id = 4242, "camvid"
     topic = "/cam_a/gradunc/labels"
     assert spin_until(node, lambda: any(m.header.stamp.sec == 4242 for m in received[topic]), 60,
@@ -163,7 +157,7 @@ def test_a_burst_is_dropped_and_counted_never_queued(peer) -> None:
     node.create_subscription(DiagnosticArray, "/diagnostics", on_status, 10)
     topic = "/cam_a/gradunc/labels"
     received[topic].clear()
-    image = array_to_image(_frame(3), "rgb8")
+    image = image_message(_frame(3), "rgb8")
     for stamp in range(100, 160):  # 60 frames, far faster than the CPU infers
         image.header.stamp.sec = stamp
         publishers["cam_a"].publish(image)
@@ -174,7 +168,7 @@ def test_a_burst_is_dropped_and_counted_never_queued(peer) -> None:
 
     def settled() -> bool:
         values = status.get("gradunc_node: /cam_a/image_raw")
-        return bool(values) and values["received"] == values["processed"] + values["dropped"] + values["bad_frames"]
+        return bool(values) and values["received"] == values["processed"] + values["dropped"] + values["undecodable"]
 
     assert spin_until(node, settled, 20)
     values = status["gradunc_node: /cam_a/image_raw"]
@@ -185,10 +179,10 @@ def test_a_burst_is_dropped_and_counted_never_queued(peer) -> None:
 
 def test_bad_frames_are_skipped_with_one_line_per_reason(peer, node_process) -> None:
     node, publishers, received = peer
-    good = array_to_image(_frame(4), "rgb8")
-    short = array_to_image(_frame(4), "rgb8")
+    good = image_message(_frame(4), "rgb8")
+    short = image_message(_frame(4), "rgb8")
     short.data = bytes(short.data)[:-7]
-    floats = array_to_image(np.zeros((48, 64), np.float32), "32FC1")
+    floats = image_message(np.zeros((48, 64), np.float32), "32FC1")
     for _ in range(5):
         for bad in (short, floats):
             publishers["cam_a"].publish(bad)

@@ -14,21 +14,17 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from ros_helpers import get_parameter, isolated_ros_env, spin_until, start_node, wait_for_text  # noqa: E402
+from ros_helpers import get_parameter, spin_until, start_node, wait_for_text  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
-from gradunc_ros.ros.codec import array_to_image, image_array  # noqa: E402
+from gradunc_ros.ros.publishing import image_message  # noqa: E402
 from gradunc_ros.ros.spinning import own_node  # noqa: E402
+from gradunc_ros.streams.codec import image_array  # noqa: E402
 
 pytestmark = pytest.mark.process
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-@pytest.fixture(scope="module")
-def ros_env(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return isolated_ros_env(tmp_path_factory.mktemp("ros_home"))
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +47,7 @@ def remapped_node(random_erfnet: Path, ros_env: dict, tmp_path_factory: pytest.T
 
 def _frame(seed: int, stamp: int, frame_id: str = "front_camera", size=(48, 64)) -> Image:
     image = np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
-    msg = array_to_image(image, "rgb8")
+    msg = image_message(image, "rgb8")
     msg.header.stamp.sec, msg.header.frame_id = stamp, frame_id
     return msg
 

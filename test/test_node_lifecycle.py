@@ -17,7 +17,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from ros_helpers import call, isolated_ros_env, spin_until, start_node, wait_for_text  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from gradunc_ros.ros.codec import array_to_image  # noqa: E402
+from gradunc_ros.ros.publishing import image_message  # noqa: E402
 from gradunc_ros.ros.spinning import own_node  # noqa: E402
 
 pytestmark = pytest.mark.process
@@ -53,7 +53,7 @@ def _transition(node, transition: int) -> bool:
 def _served(node, camera, received: list[int], stamp: int, seconds: float) -> bool:
     """Whether a frame stamped ``stamp``, sent repeatedly for ``seconds``, comes back as labels."""
     image = np.random.default_rng(stamp).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    frame = array_to_image(image, "rgb8")
+    frame = image_message(image, "rgb8")
     frame.header.stamp.sec = stamp
     return spin_until(node, lambda: stamp in received, seconds, lambda: camera.publish(frame))
 

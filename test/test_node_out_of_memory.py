@@ -17,7 +17,8 @@ from ros_helpers import isolated_ros_env, spin_until  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 import gradunc_ros.ros.node as node_module  # noqa: E402
-from gradunc_ros.ros.codec import array_to_image  # noqa: E402
+import gradunc_ros.streams.worker as worker_module  # noqa: E402
+from gradunc_ros.ros.publishing import image_message  # noqa: E402
 from gradunc_ros.ros.spinning import own_node  # noqa: E402
 
 pytestmark = pytest.mark.process
@@ -41,7 +42,7 @@ class OutOfMemoryOnce:
 def node_and_peer(random_erfnet: Path, tmp_path: Path, monkeypatch):
     isolated_ros_env(tmp_path)
     freed = []
-    monkeypatch.setattr(node_module, "free_device_memory", lambda: freed.append(True))
+    monkeypatch.setattr(worker_module, "free_device_memory", lambda: freed.append(True))
     with own_node("gradunc_oom_peer") as (peer, executor):
         gradunc = node_module.GraduncNode(
             parameter_overrides=[
@@ -66,19 +67,14 @@ def node_and_peer(random_erfnet: Path, tmp_path: Path, monkeypatch):
 
 def _frame(stamp: int):
     image = np.random.default_rng(stamp).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    msg = array_to_image(image, "rgb8")
+    msg = image_message(image, "rgb8")
     msg.header.stamp.sec = stamp
     return msg
 
 
 def _hand_over(gradunc, frames: dict[int, object]) -> None:
     """Put frames into camera slots at once (as the subscription callbacks would), so they form one batch."""
-    with gradunc._lock:
-        for index, msg in frames.items():
-            camera = gradunc._cameras[index]
-            camera.received += 1
-            camera.pending = msg
-        gradunc._wake.notify()
+    gradunc._scheduler.offer_together([(gradunc._cameras[index], msg) for index, msg in frames.items()])
 
 
 def test_out_of_memory_skips_the_frame_frees_memory_and_goes_on(node_and_peer, capfd) -> None:
@@ -86,12 +82,12 @@ def test_out_of_memory_skips_the_frame_frees_memory_and_goes_on(node_and_peer, c
     wrapper = OutOfMemoryOnce(gradunc._pipeline.predict_batch, lambda call, _size: call == 1)
     gradunc._pipeline.predict_batch = wrapper
     _hand_over(gradunc, {0: _frame(1)})
-    assert spin_until(peer, lambda: gradunc._cameras[0].failed == 1, 30)
+    assert spin_until(peer, lambda: gradunc._cameras[0].inference_failed == 1, 30)
     _hand_over(gradunc, {0: _frame(2)})
     camera = gradunc._cameras[0]
     assert spin_until(peer, lambda: 2 in labels[TOPICS[0]] and camera.processed == 1, 30)
     assert labels[TOPICS[0]] == [2] and freed == [True]
-    assert (camera.received, camera.processed, camera.failed) == (2, 1, 1)
+    assert (camera.received, camera.processed, camera.inference_failed) == (2, 1, 1)
     assert "frame skipped: out of memory on a 64x48 frame (memory freed)" in capfd.readouterr().err
 
 
@@ -102,7 +98,7 @@ def test_a_batch_that_does_not_fit_is_served_one_frame_at_a_time(node_and_peer) 
     _hand_over(gradunc, {0: _frame(3), 1: _frame(4)})
     assert spin_until(peer, lambda: labels[TOPICS[0]] == [3] and labels[TOPICS[1]] == [4], 30), labels
     assert wrapper.calls == [2, 1, 1] and freed == [True]
-    assert [camera.failed for camera in gradunc._cameras] == [0, 0]
+    assert [camera.inference_failed for camera in gradunc._cameras] == [0, 0]
 
 
 def test_any_other_inference_error_skips_the_batch_and_goes_on(node_and_peer, capfd) -> None:
@@ -118,7 +114,7 @@ def test_any_other_inference_error_skips_the_batch_and_goes_on(node_and_peer, ca
 
     gradunc._pipeline.predict_batch = broken_once
     _hand_over(gradunc, {0: _frame(5)})
-    assert spin_until(peer, lambda: gradunc._cameras[0].failed == 1, 30)
+    assert spin_until(peer, lambda: gradunc._cameras[0].inference_failed == 1, 30)
     _hand_over(gradunc, {0: _frame(6)})
     assert spin_until(peer, lambda: 6 in labels[TOPICS[0]], 30)
     assert "frame skipped: RuntimeError: cuDNN error" in capfd.readouterr().err

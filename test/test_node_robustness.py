@@ -5,7 +5,6 @@ refused parameter updates, and start-up faults that exit non-zero with the reaso
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,13 +16,13 @@ import torch
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from ros_helpers import isolated_ros_env, set_parameters, spin_until, start_node, wait_for_text  # noqa: E402
+from ros_helpers import node_running, set_parameters, spin_until, start_node, wait_for_text  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from gradunc_ros.models import get_architecture, load_model  # noqa: E402
 from gradunc_ros.pipeline import SegmentationPipeline  # noqa: E402
-from gradunc_ros.ros.codec import image_array, image_to_rgb  # noqa: E402
 from gradunc_ros.ros.spinning import own_node  # noqa: E402
+from gradunc_ros.streams.codec import image_array, image_to_rgb  # noqa: E402
 
 pytestmark = pytest.mark.process
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -34,11 +33,6 @@ MAX_PIXELS = 2_000_000
 
 
 @pytest.fixture(scope="module")
-def ros_env(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return isolated_ros_env(tmp_path_factory.mktemp("ros_home"))
-
-
-@pytest.fixture(scope="module")
 def node_process(random_erfnet: Path, ros_env: dict, tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("node_log") / "node.log"
     parameters = {
@@ -46,13 +40,8 @@ def node_process(random_erfnet: Path, ros_env: dict, tmp_path_factory: pytest.Te
         "input_reliability": "reliable", "max_image_pixels": str(MAX_PIXELS), "stale_after": "1.0",
         "status_period": "0.3", "threshold": "0.0",
     }  # fmt: skip
-    process = start_node(parameters, ros_env, log)
-    yield process, log
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with node_running(parameters, ros_env, log) as process:
+        yield process, log
 
 
 class Peer:
@@ -97,8 +86,8 @@ class Peer:
         assert arrived, f"no outputs for {key} stamp {stamp}"
         return self.outputs(key, stamp)
 
-    def bad_frames(self, key: str) -> float:
-        return self.status.get(TOPICS[key], {}).get("bad_frames", 0.0)
+    def undecodable(self, key: str) -> float:
+        return self.status.get(TOPICS[key], {}).get("undecodable", 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -215,16 +204,16 @@ def _bad_compressed_frames() -> list[tuple[str, object, str]]:
 def test_bad_frames_are_skipped_with_one_log_line_per_topic_and_reason(peer: Peer, node_process) -> None:
     cases = _bad_raw_frames() + _bad_compressed_frames()
     for key, msg, _reason in cases:
-        before = peer.bad_frames(key)
+        before = peer.undecodable(key)
         # Sent again and again until the node counted it: every reason reaches the worker more than once.
-        assert spin_until(peer.node, lambda k=key, b=before: peer.bad_frames(k) >= b + 2, 30,
+        assert spin_until(peer.node, lambda k=key, b=before: peer.undecodable(k) >= b + 2, 30,
                           lambda k=key, m=msg: peer.publishers[k].publish(m)), _reason  # fmt: skip
     # A driver whose frames are short by a different amount every time: one line, not one per frame.
     for cut in range(1, 7):
         varying = _raw(_rgb(2), "rgb8")
         varying.data = bytes(varying.data)[:-cut]
-        before = peer.bad_frames("raw")
-        assert spin_until(peer.node, lambda b=before: peer.bad_frames("raw") > b, 30,
+        before = peer.undecodable("raw")
+        assert spin_until(peer.node, lambda b=before: peer.undecodable("raw") > b, 30,
                           lambda m=varying: peer.publishers["raw"].publish(m))  # fmt: skip
     # Good frames on both cameras are still served.
     peer.serve("raw", _raw(_rgb(4), "rgb8"), 2000)
@@ -235,9 +224,9 @@ def test_bad_frames_are_skipped_with_one_log_line_per_topic_and_reason(peer: Pee
         assert len(lines) == 1, (reason, lines)
     assert "PNG input buffer is incomplete" not in log  # OpenCV's own per-frame warning is silenced
     raw_cases = sum(key == "raw" for key, _msg, _reason in cases)
-    assert peer.bad_frames("raw") >= 2 * raw_cases and peer.status[TOPICS["raw"]]["processed"] > 0
+    assert peer.undecodable("raw") >= 2 * raw_cases and peer.status[TOPICS["raw"]]["processed"] > 0
     # /diagnostics warned while bad frames came in, and clears once only good ones do.
-    assert "bad frames skipped" in peer.messages_seen[TOPICS["raw"]]
+    assert "undecodable frames skipped" in peer.messages_seen[TOPICS["raw"]]
     good = _raw(_rgb(4), "rgb8")
     assert spin_until(peer.node, lambda: peer.status[TOPICS["raw"]]["message"] == "ok", 10,
                       lambda: peer.publishers["raw"].publish(good))  # fmt: skip

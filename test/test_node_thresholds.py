@@ -22,8 +22,9 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from gradunc_ros.imageio import read_rgb  # noqa: E402
 from gradunc_ros.models import default_weights_path  # noqa: E402
-from gradunc_ros.ros.codec import array_to_image, image_array  # noqa: E402
+from gradunc_ros.ros.publishing import image_message  # noqa: E402
 from gradunc_ros.ros.spinning import own_node  # noqa: E402
+from gradunc_ros.streams.codec import image_array  # noqa: E402
 from gradunc_ros.thresholds import table_for_weights  # noqa: E402
 from gradunc_ros.uncertainty import DEFAULT_SCORE, HeadSettings  # noqa: E402
 
@@ -53,7 +54,7 @@ def served(camvid_root: str, tmp_path_factory: pytest.TempPathFactory):
         for name in received:
             node.create_subscription(Image, f"{PREFIX}/{name}", lambda m, n=name: received[n].append(m), RELIABLE)
         camera = node.create_publisher(Image, "/thr/image_raw", RELIABLE)
-        frame = array_to_image(read_rgb(frame_path), "rgb8")
+        frame = image_message(read_rgb(frame_path), "rgb8")
         stamp = iter(range(1, 10**6))
 
         def serve() -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Exact mode: every closed form equals the per-pixel autograd gradient norm (method.md, section 1)."""
+"""Exact mode: every closed form equals the per-pixel autograd gradient norm (docs/method.md, section 1)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from conftest import LOG_TOLERANCE, P_VALUES
 from torch import nn
 from torch.func import functional_call
 
-from gradunc_ros.uncertainty import class_log_norm, pgn, pgn_for_layer, pgn_penultimate
+from gradunc_ros.uncertainty import PgnOptions, class_log_norm, pgn, pgn_for_layer, pgn_penultimate
 from gradunc_ros.uncertainty.autograd_reference import autograd_log_pgn, largest_log_difference
 
 LAST_LAYERS = {
@@ -35,7 +35,7 @@ def _closed_and_autograd(
     with torch.no_grad():
         logits = layer(x)
     class_side = logits if from_logits else torch.softmax(logits, dim=-1 if isinstance(layer, nn.Linear) else 1)
-    closed = pgn_for_layer(layer, class_side, x, p, label, from_logits=from_logits)
+    closed = pgn_for_layer(layer, class_side, x, p, PgnOptions(label, from_logits=from_logits))
     truth = autograd_log_pgn(
         lambda w: functional_call(layer, {"weight": w}, (x,)),
         layer.weight,
@@ -128,10 +128,10 @@ def test_penultimate_matches_autograd(conv, affine: bool, label: str, p: float, 
         features = tail[:3](x)
         logits = tail[3](features)
     closed = pgn_penultimate(
-        torch.softmax(logits, 1), features, x, p, conv=tail[0], bn=tail[1], last=tail[3], label=label
+        torch.softmax(logits, 1), features, x, p, PgnOptions(label), conv=tail[0], bn=tail[1], last=tail[3]
     )
     from_logits = pgn_penultimate(
-        logits, features, x, p, conv=tail[0], bn=tail[1], last=tail[3], label=label, from_logits=True
+        logits, features, x, p, PgnOptions(label, from_logits=True), conv=tail[0], bn=tail[1], last=tail[3]
     )
     truth = autograd_log_pgn(lambda w: functional_call(tail, {"0.weight": w}, (x,)), tail[0].weight, p, label)
     assert largest_log_difference(closed, truth) <= LOG_TOLERANCE
@@ -167,7 +167,7 @@ def test_no_overflow_at_p_005_with_2048_features(generator: torch.Generator) -> 
     probs = torch.softmax(torch.randn(1, 19, 3, 3, generator=generator), 1)
     for label in ("onehot", "uniform"):
         for mode in ("exact", "reference"):
-            score = pgn(probs, features, 0.05, label, mode)
+            score = pgn(probs, features, 0.05, PgnOptions(label, mode))
             assert torch.isfinite(score).all()
             assert (score > math.log(torch.finfo(torch.float32).max)).all()  # the norm itself would overflow
 
@@ -175,7 +175,7 @@ def test_no_overflow_at_p_005_with_2048_features(generator: torch.Generator) -> 
 def test_log_false_returns_the_norm(generator: torch.Generator) -> None:
     probs = torch.softmax(torch.randn(2, 4, 3, 3, generator=generator), 1)
     features = torch.randn(2, 8, 3, 3, generator=generator)
-    assert torch.allclose(pgn(probs, features, 2.0, log=False), pgn(probs, features, 2.0).exp(), rtol=1e-6)
+    assert torch.allclose(pgn(probs, features, 2.0, PgnOptions(log=False)), pgn(probs, features, 2.0).exp(), rtol=1e-6)
 
 
 def test_mismatched_inputs_and_unsupported_layers_are_refused() -> None:
@@ -183,7 +183,7 @@ def test_mismatched_inputs_and_unsupported_layers_are_refused() -> None:
     with pytest.raises(ValueError, match="grid"):
         pgn(probs, torch.randn(1, 8, 3, 4), 1.0)
     with pytest.raises(ValueError, match="label"):
-        pgn(probs, torch.randn(1, 8, 3, 3), 1.0, label="soft")
+        pgn(probs, torch.randn(1, 8, 3, 3), 1.0, PgnOptions(label="soft"))
     with pytest.raises(ValueError, match="groups"):
         pgn_for_layer(nn.Conv2d(8, 4, 1, groups=4), probs, torch.randn(1, 8, 3, 3), 1.0)
     with pytest.raises(ValueError, match="kernel == stride"):

@@ -1,4 +1,4 @@
-"""Known identities (method.md, section 1) and the paper's code transcribed directly (reference mode)."""
+"""Known identities (docs/method.md, section 1) and the paper's code transcribed directly (reference mode)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from conftest import LOG_TOLERANCE, P_VALUES
 from torch import nn
 
-from gradunc_ros.uncertainty import class_log_norm, pgn, pgn_penultimate
+from gradunc_ros.uncertainty import PgnOptions, class_log_norm, pgn, pgn_penultimate
 from gradunc_ros.uncertainty.autograd_reference import largest_log_difference
 
 
@@ -26,14 +26,15 @@ def test_onehot_p1_is_twice_one_minus_max_softmax(generator: torch.Generator) ->
 
 def test_reference_onehot_is_half_the_exact_score_at_p1(generator: torch.Generator) -> None:
     probs, features = _probs(generator), torch.randn(2, 16, 5, 4, dtype=torch.float64, generator=generator)
-    exact, reference = pgn(probs, features, 1.0, mode="exact"), pgn(probs, features, 1.0, mode="reference")
+    exact = pgn(probs, features, 1.0, PgnOptions(mode="exact"))
+    reference = pgn(probs, features, 1.0, PgnOptions(mode="reference"))
     assert torch.allclose(reference, exact - math.log(2), atol=LOG_TOLERANCE)
 
 
 def test_reference_uniform_at_p1_is_the_feature_norm_alone(generator: torch.Generator) -> None:
     probs, features = _probs(generator, classes=9), torch.randn(2, 16, 5, 4, dtype=torch.float64, generator=generator)
     expected = math.log(8 / 9) + features.abs().sum(dim=1).log()
-    assert torch.allclose(pgn(probs, features, 1.0, label="uniform", mode="reference").double(), expected, atol=1e-6)
+    assert torch.allclose(pgn(probs, features, 1.0, PgnOptions("uniform", "reference")).double(), expected, atol=1e-6)
 
 
 def _paper_last_layer(probs: torch.Tensor, features: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,8 +50,14 @@ def _paper_last_layer(probs: torch.Tensor, features: torch.Tensor, p: float) -> 
 def test_reference_mode_equals_the_papers_formulas(p: float, generator: torch.Generator) -> None:
     probs, features = _probs(generator), torch.randn(2, 16, 5, 4, dtype=torch.float64, generator=generator)
     paper_oh, paper_uni = _paper_last_layer(probs, features, p)
-    assert largest_log_difference(pgn(probs, features, p, "onehot", "reference"), paper_oh.log()) <= LOG_TOLERANCE
-    assert largest_log_difference(pgn(probs, features, p, "uniform", "reference"), paper_uni.log()) <= LOG_TOLERANCE
+    assert (
+        largest_log_difference(pgn(probs, features, p, PgnOptions("onehot", "reference")), paper_oh.log())
+        <= LOG_TOLERANCE
+    )
+    assert (
+        largest_log_difference(pgn(probs, features, p, PgnOptions("uniform", "reference")), paper_uni.log())
+        <= LOG_TOLERANCE
+    )
 
 
 def _paper_penultimate(probs, features_before, tail, p, label):
@@ -87,7 +94,9 @@ def test_reference_penultimate_equals_the_papers_formulas(label: str, p: float, 
         features = tail[:3](x)
         probs = torch.softmax(tail[3](features), dim=1)
         paper = _paper_penultimate(probs, x, tail, p, label)
-    ours = pgn_penultimate(probs, features, x, p, conv=tail[0], bn=tail[1], last=tail[3], label=label, mode="reference")
+    ours = pgn_penultimate(
+        probs, features, x, p, PgnOptions(label, "reference"), conv=tail[0], bn=tail[1], last=tail[3]
+    )
     assert largest_log_difference(ours, paper.log()) <= LOG_TOLERANCE
 
 
@@ -97,7 +106,7 @@ def test_reference_penultimate_needs_matching_channels() -> None:
     features = tail[:3](x)
     probs = torch.softmax(tail[3](features), 1)
     with pytest.raises(ValueError, match="input channels"):
-        pgn_penultimate(probs, features, x, 1.0, conv=tail[0], bn=tail[1], last=tail[3], mode="reference")
+        pgn_penultimate(probs, features, x, 1.0, PgnOptions(mode="reference"), conv=tail[0], bn=tail[1], last=tail[3])
 
 
 @pytest.mark.parametrize("label", ("onehot", "uniform"))

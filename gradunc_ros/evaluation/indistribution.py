@@ -1,4 +1,4 @@
-"""The paper's in-distribution uncertainty metrics (method.md, section 4).
+"""The paper's in-distribution uncertainty metrics (docs/method.md, section 4).
 
 - misclassification detection: AuROC of the score separating wrongly from
   correctly classified pixels;

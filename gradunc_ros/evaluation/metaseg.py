@@ -1,4 +1,4 @@
-"""Segment-wise prediction quality, the MetaSeg protocol (method.md, section 4).
+"""Segment-wise prediction quality, the MetaSeg protocol (docs/method.md, section 4).
 
 Segments are connected components (8-connectivity) of equal predicted
 class.  Each segment gets features: its size, inner and boundary sizes

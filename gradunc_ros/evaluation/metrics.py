@@ -1,4 +1,4 @@
-"""OoD segmentation metrics as the SegmentMeIfYouCan benchmark defines them (method.md, section 3).
+"""OoD segmentation metrics as the SegmentMeIfYouCan benchmark defines them (docs/method.md, section 3).
 
 Pixel level, pooled over a data set, exact (no binning) and tie-aware:
 every distinct score is a threshold, and all pixels sharing a score move

@@ -4,7 +4,7 @@ Module names follow the public PyTorch code (Eromera/erfnet_pytorch,
 ``train/erfnet.py``: ``Net`` with ``encoder`` and ``decoder``), so its
 checkpoints load unchanged.  The last layer, ``decoder.output_conv``, is a
 2x2 transposed conv with stride 2: each output pixel sees one input pixel
-through one kernel tap (method.md, section 1).
+through one kernel tap (docs/method.md, section 1).
 """
 
 from __future__ import annotations

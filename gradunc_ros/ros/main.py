@@ -30,7 +30,7 @@ def main(args: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _note)
     from gradunc_ros.processes import leave
 
-    from .node import run
+    from .entry import run
 
     if stop_requested():
         return 0

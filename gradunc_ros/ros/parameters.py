@@ -99,8 +99,8 @@ PARAMETERS: dict[str, ParameterSpec] = {
     ),
     "input_reliability": ParameterSpec(
         "auto",
-        "camera QoS: auto (reliable where every publisher of the camera offers it, else best effort), best_effort "
-        "(sensor data) or reliable",
+        "camera QoS: auto (from the camera's publishers, before subscribing: reliable where every one offers it, "
+        "else best effort), best_effort (sensor data) or reliable",
         START_ONLY,
     ),
     "output_reliability": ParameterSpec("reliable", "output QoS: reliable or best_effort", START_ONLY),
@@ -130,7 +130,10 @@ PARAMETERS: dict[str, ParameterSpec] = {
         _ints(1, 2**31 - 1),
     ),
     "stale_after": ParameterSpec(
-        2.0, "seconds without frames before /diagnostics warns about a camera", START_ONLY, _floats(0.1, 3600.0)
+        2.0,
+        "seconds without frames before /diagnostics and the log warn about a camera, with the likely cause",
+        START_ONLY,
+        _floats(0.1, 3600.0),
     ),
     "status_period": ParameterSpec(1.0, "seconds between /diagnostics messages", START_ONLY, _floats(0.1, 60.0)),
     "log_period": ParameterSpec(10.0, "seconds between summary log lines", START_ONLY, _floats(1.0, 3600.0)),

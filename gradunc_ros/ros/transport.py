@@ -2,7 +2,7 @@
 
 Fast DDS's ``LARGE_DATA`` builtin transports are all or nothing: a process
 with them and a process without them do not discover each other at all
-(ros_env.md), so the node says at start which one it runs with.
+(docs/ros_env.md), so the node says at start which one it runs with.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from gradunc_ros.bagio import COMPRESSED, IMAGE, TYPESTORE, BagWriter, stamp_ns
+from gradunc_ros.streams.bags import COMPRESSED, IMAGE, TYPESTORE, BagWriter, stamp_ns
 
 
 class MatchTimeoutError(RuntimeError):

@@ -16,7 +16,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from gradunc_ros.bagio import (
+from gradunc_ros.evaluation.datasets import CAMVID_OOD_LABELS, IDENTITY_OOD
+from gradunc_ros.evaluation.metrics import component_metrics, pixel_metrics
+from gradunc_ros.imageio import ImageDecodeError, read_label, read_rgb
+from gradunc_ros.outputs import render_outputs
+from gradunc_ros.streams.bags import (
     COMPRESSED,
     BagWriter,
     compressed_message,
@@ -26,12 +30,8 @@ from gradunc_ros.bagio import (
     stamp_ns,
     topics_of,
 )
-from gradunc_ros.evaluation.datasets import CAMVID_OOD_LABELS, IDENTITY_OOD
-from gradunc_ros.evaluation.metrics import component_metrics, pixel_metrics
-from gradunc_ros.imageio import ImageDecodeError, read_label, read_rgb
-from gradunc_ros.outputs import render_outputs
-from gradunc_ros.ros.codec import compressed_to_rgb, image_array, image_to_rgb
-from gradunc_ros.ros.topics import output_topics
+from gradunc_ros.streams.codec import compressed_to_rgb, image_array, image_to_rgb
+from gradunc_ros.streams.topics import output_topics
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 LABEL_MAPS = {"camvid": CAMVID_OOD_LABELS, "binary": IDENTITY_OOD}

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from gradunc_ros.evaluation.calibration import calibrate_thresholds
 from gradunc_ros.evaluation.datasets import DATASET_KINDS, read_ood_dataset
-from gradunc_ros.ros.topics import PARAMETER_FILE_KEY
+from gradunc_ros.streams.topics import PARAMETER_FILE_KEY
 from gradunc_ros.tools.common import (
     ToolParser,
     add_model_options,

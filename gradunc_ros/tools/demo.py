@@ -27,10 +27,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gradunc_ros.bagio import read_messages, stamp_ns
 from gradunc_ros.overlay import blend, colourise
 from gradunc_ros.processes import end_with_parent, leave, python_module, raise_on_sigterm, stop
-from gradunc_ros.ros.codec import image_array, image_to_rgb
+from gradunc_ros.streams.bags import read_messages, stamp_ns
+from gradunc_ros.streams.codec import image_array, image_to_rgb
 from gradunc_ros.tools.common import ToolParser, output_folder, positive_float, positive_int
 
 CAMERA = "/camera/image_raw"
@@ -46,6 +46,9 @@ HINT = (
 
 class DemoError(RuntimeError):
     """The demo could not do its job; the message says why in one line."""
+
+
+NODE_COUNTS = ("received", "processed", "dropped", "undecodable", "inference_failed")
 
 
 def find_frames(root: Path) -> tuple[Path, Path | None]:
@@ -66,7 +69,7 @@ def _model_colours(params_file: str) -> tuple:
     import yaml
 
     from gradunc_ros.models import load_model
-    from gradunc_ros.ros.topics import node_parameters
+    from gradunc_ros.streams.topics import node_parameters
 
     values = {}
     if Path(params_file).is_file():
@@ -250,7 +253,10 @@ def run_demo(args: argparse.Namespace, started: float) -> dict:
         "frames_in": len(frames),
         "frames_out": evaluation["frames_scored"],
         "player": played,
-        "node": {k: int(diagnostics.get(k, -1)) for k in ("received", "processed", "dropped", "bad_frames", "failed")},
+        "node": {
+            k: int(diagnostics.get(k, -1))
+            for k in ("received", "processed", "dropped", "undecodable", "inference_failed")
+        },
         "ros_domain": int(env["ROS_DOMAIN_ID"]),
         "latency_ms_stamp_to_recorder": evaluation.get("latency_ms"),
         "ood_pixel": evaluation.get("pixel"),
@@ -268,7 +274,7 @@ def write_summary(summary: dict, out: Path) -> list[str]:
         f"Frames in: {summary['frames_in']}; answered by the node: {played['answered']} (lockstep replay"
         f"{', ' + str(played['resent']) + ' resent' if played['resent'] else ''}); recorded: {summary['frames_out']}.",
         f"Node: received {node['received']}, processed {node['processed']}, dropped {node['dropped']}, "
-        f"bad {node['bad_frames']}, failed {node['failed']}.",
+        f"undecodable {node['undecodable']}, inference failed {node['inference_failed']}.",
     ]
     latency = summary["latency_ms_stamp_to_recorder"]
     if latency:

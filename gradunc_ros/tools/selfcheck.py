@@ -30,7 +30,7 @@ from gradunc_ros.uncertainty.autograd_reference import (
     largest_log_difference,
 )
 from gradunc_ros.uncertainty.fused import fused_scores, triton_runs_on
-from gradunc_ros.uncertainty.pgn import LABELS, pgn_for_layer, pgn_penultimate
+from gradunc_ros.uncertainty.pgn import LABELS, PgnOptions, pgn_for_layer, pgn_penultimate
 
 DEFAULT_P = (0.1, 0.3, 0.5, 1.0, 2.0)
 
@@ -51,7 +51,7 @@ def _layer_case(layer: nn.Module, x: Tensor, gradient_of: str) -> Callable[[floa
         with torch.no_grad():
             out = layer(x)
         dim = -1 if isinstance(layer, nn.Linear) else 1
-        closed = pgn_for_layer(layer, torch.softmax(out, dim=dim), x, p, label, gradient_of=gradient_of)
+        closed = pgn_for_layer(layer, torch.softmax(out, dim=dim), x, p, PgnOptions(label, gradient_of=gradient_of))
         return closed, _autograd(layer, x, p, label, gradient_of, dim)
 
     return run
@@ -61,7 +61,7 @@ def _fused_case(layer: nn.Module, x: Tensor, gradient_of: str) -> Callable[[floa
     """The fused kernel in float32 against autograd in float64 on the same weights and input."""
 
     def run(p: float, label: str) -> tuple[Tensor, Tensor]:
-        _, fused = fused_scores(layer.float(), x.float(), p, label, gradient_of)
+        _, fused = fused_scores(layer.float(), x.float(), p, PgnOptions(label, gradient_of=gradient_of))
         return fused, _autograd(layer.double(), x, p, label, gradient_of)
 
     return run
@@ -102,7 +102,7 @@ def _penultimate_case(
         with torch.no_grad():
             features = tail[:3](x)
             probs = torch.softmax(tail[3](features), dim=1)
-        closed = pgn_penultimate(probs, features, x, p, conv=tail[0], bn=tail[1], last=tail[3], label=label)  # type: ignore[arg-type]
+        closed = pgn_penultimate(probs, features, x, p, PgnOptions(label), conv=tail[0], bn=tail[1], last=tail[3])  # type: ignore[arg-type]
         truth = autograd_log_pgn(lambda w: functional_call(tail, {"0.weight": w}, (x,)), tail[0].weight, p, label)
         return closed, truth
 

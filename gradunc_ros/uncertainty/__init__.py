@@ -11,6 +11,7 @@ from .model_output import OutputError, logits_of
 from .norms import log_pnorm, patch_log_pnorm
 from .pgn import (
     GRADIENTS_OF,
+    PgnOptions,
     class_gradient_factor,
     class_log_norm,
     combine_factors,
@@ -47,6 +48,7 @@ __all__ = [
     "max_logit",
     "msp",
     "patch_log_pnorm",
+    "PgnOptions",
     "pgn",
     "pgn_conv",
     "pgn_for_layer",

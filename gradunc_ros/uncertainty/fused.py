@@ -17,7 +17,7 @@ import os
 import torch
 from torch import Tensor, nn
 
-from .pgn import GRADIENTS_OF, LABELS, MODES, _check_choice, effective_gradient_of
+from .pgn import EXACT_ONEHOT, PgnOptions, effective_gradient_of
 
 FUSED_CHOICES = ("auto", "off", "triton")
 
@@ -80,24 +80,19 @@ GRADIENT_OF_CODES = {"weights": 0, "bias": 1, "layer": 2}  # the kernel's GRADIE
 
 
 def fused_scores(
-    layer: nn.Module,
-    features: Tensor,
-    p: float,
-    label: str,
-    gradient_of: str = "weights",
-    mode: str = "exact",
-    packed: tuple | None = None,
+    layer: nn.Module, features: Tensor, p: float, options: PgnOptions = EXACT_ONEHOT, packed: tuple | None = None
 ) -> tuple[Tensor, Tensor]:
-    """(logits, log gradient norm) of ``layer`` on ``features`` (N x K x H x W), both float32, in ``mode``
-    "exact" or "reference" (the paper's code).  ``packed``: ``weight_matrix(layer, features.dtype)``
-    when the caller keeps it.  ``gradient_of`` "layer" without a bias is the weights' gradient (as
-    ``pgn_for_layer``)."""
+    """(logits, log gradient norm) of ``layer`` on ``features`` (N x K x H x W), both float32, for the
+    options' label, mode and gradient_of (the kernel computes the logits itself and returns the log: the
+    options' from_logits, log and factors do not apply and must keep their defaults).  ``packed``:
+    ``weight_matrix(layer, features.dtype)`` when the caller keeps it.  ``gradient_of`` "layer" without a
+    bias is the weights' gradient (as ``pgn_for_layer``)."""
     from . import triton_kernels
 
-    _check_choice("label", label, LABELS)
-    _check_choice("gradient_of", gradient_of, GRADIENTS_OF)
-    _check_choice("mode", mode, MODES)
-    gradient_of = effective_gradient_of(layer, gradient_of)
+    if options.from_logits or not options.log or options.factors:
+        raise ValueError("the fused kernel returns the log score from the features: no from_logits, log, factors")
+    label, mode = options.label, options.mode
+    gradient_of = effective_gradient_of(layer, options.gradient_of)
     features = features.contiguous()
     weight, bias, stride, classes = packed or weight_matrix(layer, features.dtype)
     batch, _, height, width = features.shape
@@ -129,15 +124,15 @@ def _identity(tensor: Tensor | None) -> tuple:
 
 class FusedLastLayer:
     """Takes over the last layer's ``forward`` (as an instance attribute, so that the model's structure,
-    its state dict and the layer's hooks stay as they are).  While ``request`` holds (p, label,
-    gradient_of, mode) the layer runs the fused kernel and keeps the score in ``score``; otherwise it
+    its state dict and the layer's hooks stay as they are).  While ``request`` holds (p,
+    PgnOptions) the layer runs the fused kernel and keeps the score in ``score``; otherwise it
     runs as it always did."""
 
     def __init__(self, layer: nn.Module) -> None:
         if not fusable_layer(layer):
             raise ValueError(f"the fused head cannot compute a {type(layer).__name__} of this shape")
         self.layer = layer
-        self.request: tuple[float, str, str, str] | None = None
+        self.request: tuple[float, PgnOptions] | None = None
         self.score: Tensor | None = None
         self._packed: dict[tuple, tuple] = {}  # weight_matrix for one dtype and one state of the weights
         self._plain_forward = layer.forward

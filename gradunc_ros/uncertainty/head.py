@@ -5,7 +5,7 @@ forward hook on the named last layer captures that layer's input (the
 features) and output (its logits at its own resolution); the score is then
 computed in closed form, so no backward pass and no retraining is needed.
 
-Resolutions (method.md, section 1):
+Resolutions (docs/method.md, section 1):
 - ``"last_layer"`` (the paper's): the score at the last layer's resolution,
   pseudo label from the low-resolution logits, then bilinearly upsampled as
   a norm (not as its log) to the output size;
@@ -32,6 +32,7 @@ from .baselines import BASELINES
 from .fused import FUSED_CHOICES, FusedLastLayer, fusable_layer, triton_runs_on
 from .model_output import logits_of
 from .pgn import (
+    PgnOptions,
     class_log_norm,
     closed_form_for,
     combine_factors,
@@ -116,7 +117,7 @@ class GradientUncertaintyHead(CheckedSettings, nn.Module):
         self.penultimate_conv = model.get_submodule(penultimate_conv) if penultimate_conv else None
         self.penultimate_bn = model.get_submodule(penultimate_bn) if penultimate_bn else None
         self._captured: dict[str, Tensor] = {}
-        self._wanted: dict[str, bool] = {}  # what the pass in progress needs captured
+        self._capture_for_pass: dict[str, bool] = {}  # what the pass in progress needs captured
         self._hooks = []  # removed by close(): heads made one after another on one model leave none behind
         if self.last_layer is not None:
             self._hooks.append(self.last_layer.register_forward_hook(self._capture_last))
@@ -176,12 +177,12 @@ class GradientUncertaintyHead(CheckedSettings, nn.Module):
         return f"{settings.name} ({how})"
 
     def _capture_last(self, _module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-        if self._wanted.get("last"):
+        if self._capture_for_pass.get("last"):
             self._captured["last_input"] = inputs[0]
             self._captured["last_output"] = output
 
     def _capture_penultimate(self, _module: nn.Module, inputs: tuple[Tensor, ...], _output: Tensor) -> None:
-        if self._wanted.get("penultimate"):
+        if self._capture_for_pass.get("penultimate"):
             self._captured["conv_input"] = inputs[0]
 
     def forward(self, images: Tensor) -> HeadOutput:
@@ -203,8 +204,8 @@ class GradientUncertaintyHead(CheckedSettings, nn.Module):
         fuse = not factors and len(set(gradient)) == 1 and self._fusable(gradient[0], images.device)
         if fuse:
             one = gradient[0]
-            self.fused.request = (one.p, GRADIENT_SCORES[one.score], one.gradient_of, one.mode)
-        self._wanted = {
+            self.fused.request = (one.p, PgnOptions(GRADIENT_SCORES[one.score], one.mode, one.gradient_of))
+        self._capture_for_pass = {
             "last": (bool(gradient) and not fuse) or bool(factors),
             "penultimate": any(s.is_gradient_score and s.layer == "penultimate" for s in settings_list),
         }
@@ -219,7 +220,7 @@ class GradientUncertaintyHead(CheckedSettings, nn.Module):
             factor_maps = [self._gradient_score(s, logits, factors=True) for s in factors]
         finally:
             self._captured.clear()
-            self._wanted = {}
+            self._capture_for_pass = {}
             if self.fused is not None:
                 self.fused.request = self.fused.score = None
         return logits, labels, scores, factor_maps
@@ -252,23 +253,15 @@ class GradientUncertaintyHead(CheckedSettings, nn.Module):
         if settings.layer == "penultimate":
             if factors:
                 raise ValueError("the factor report covers last-layer scores only")
+            options = PgnOptions(label, settings.mode, from_logits=True)
+            conv_input = self._captured["conv_input"]
             low = pgn_penultimate(
-                low_logits,
-                features,
-                self._captured["conv_input"],
-                settings.p,
-                conv=self.penultimate_conv,
-                bn=self.penultimate_bn,
-                last=self.last_layer,
-                label=label,
-                mode=settings.mode,
-                from_logits=True,
-            )
-        else:
-            low = pgn_for_layer(
-                self.last_layer, low_logits, features, settings.p, label, settings.mode, from_logits=True,
-                gradient_of=settings.gradient_of, factors=factors,
+                low_logits, features, conv_input, settings.p, options,
+                conv=self.penultimate_conv, bn=self.penultimate_bn, last=self.last_layer,
             )  # fmt: skip
+        else:
+            options = PgnOptions(label, settings.mode, settings.gradient_of, from_logits=True, factors=factors)
+            low = pgn_for_layer(self.last_layer, low_logits, features, settings.p, options)
         if factors:
             return tuple(log_bilinear_resize(part, size, self.align_corners) for part in low)
         return log_bilinear_resize(low, size, self.align_corners)

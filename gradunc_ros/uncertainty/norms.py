@@ -1,4 +1,4 @@
-"""Entry-wise p-"norms" in the log domain (method.md, section 1, Numerics).
+"""Entry-wise p-"norms" in the log domain (docs/method.md, section 1, Numerics).
 
 For small p the norms are astronomically large (about 256^10 for D = 256
 and p = 0.1), so everything here works with ``log ||x||_p``.  Zero entries

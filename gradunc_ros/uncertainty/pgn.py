@@ -1,4 +1,4 @@
-"""Pixel-wise gradient norms (PGN) in closed form (method.md, sections 1 and 2).
+"""Pixel-wise gradient norms (PGN) in closed form (docs/method.md, sections 1 and 2).
 
 For a last layer whose gradient is ``(s - y) outer input``, the entry-wise
 p-norm factorises: ``PGN = ||s - y||_p * ||input||_p``.  Every function here
@@ -11,7 +11,7 @@ Labels: ``"onehot"`` (pseudo label = the predicted class) or ``"uniform"``
 (y = 1/C).  Modes: ``"exact"`` is the true gradient; ``"reference"`` is what
 the paper's code computes (``s * (1 - y)`` and ``(C - 1)/C * s``).
 
-Which parameters the gradient is taken of (``gradient_of``, method.md,
+Which parameters the gradient is taken of (``gradient_of``, docs/method.md,
 section 1, "Which parameters"):
 
 - ``"weights"``: the last layer's weights, ``||s - y||_p * ||input||_p``;
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -142,16 +143,19 @@ def effective_gradient_of(layer: nn.Module, gradient_of: GradientOf) -> Gradient
     return "weights" if gradient_of == "layer" and getattr(layer, "bias", None) is None else gradient_of
 
 
+def _class_part(probs: Tensor, p: float, options: PgnOptions, dim: int = 1) -> Tensor:
+    return class_log_norm(probs, p, options.label, options.mode, dim=dim, from_logits=options.from_logits)
+
+
 def _score(
-    class_part: Tensor, feature_part: Callable[[], Tensor], p: float, gradient_of: GradientOf, log: bool, factors: bool
+    class_part: Tensor, feature_part: Callable[[], Tensor], p: float, options: PgnOptions
 ) -> Tensor | tuple[Tensor, Tensor]:
     """The score, or with ``factors`` both log factors (float32); the input factor only when it is needed."""
-    _check_choice("gradient_of", gradient_of, GRADIENTS_OF)
-    if factors:
+    if options.factors:
         return class_part.to(torch.float32), feature_part().to(torch.float32)
-    if gradient_of == "bias":
-        return _finish(class_part, log)
-    return _finish(combine_factors(class_part, feature_part(), p, gradient_of), log)
+    if options.gradient_of == "bias":
+        return _finish(class_part, options.log)
+    return _finish(combine_factors(class_part, feature_part(), p, options.gradient_of), options.log)
 
 
 def _check_grid(probs: Tensor, features_grid: tuple[int, ...], what: str) -> None:
@@ -164,23 +168,38 @@ def _check_grid(probs: Tensor, features_grid: tuple[int, ...], what: str) -> Non
         )
 
 
-# Every pgn_* below takes the class side as probabilities, or as logits with ``from_logits`` (more
-# robust: a pixel whose softmax rounds to one-hot keeps its finite class factor), and returns
-# N x h x w float32: log PGN (``log=False``: PGN itself), or with ``factors=True`` the two log
-# factors (class, input) of the weights' gradient.
+@dataclass(frozen=True)
+class PgnOptions:
+    """What every closed form below (and the fused kernel, ``fused.fused_scores``) is asked for, besides p.
+
+    ``label``: the pseudo label, "onehot" or "uniform"; ``mode``: "exact" or "reference" (the paper's
+    code); ``gradient_of``: "weights", "bias" or "layer"; ``from_logits``: the class side is given as
+    logits, not probabilities (more robust: a pixel whose softmax rounds to one-hot keeps its finite
+    class factor); ``log``: return log PGN (False: PGN itself, which overflows float32 at small p);
+    ``factors``: return the two log factors (class, input) of the weights' gradient instead."""
+
+    label: Label = "onehot"
+    mode: Mode = "exact"
+    gradient_of: GradientOf = "weights"
+    from_logits: bool = False
+    log: bool = True
+    factors: bool = False
+
+    def __post_init__(self) -> None:
+        _check_choice("label", self.label, LABELS)
+        _check_choice("mode", self.mode, MODES)
+        _check_choice("gradient_of", self.gradient_of, GRADIENTS_OF)
+
+
+EXACT_ONEHOT = PgnOptions()
+
+
+# Every pgn_* below returns N x h x w float32 (the token shape for linear layers): log PGN, PGN itself, or
+# the two log factors, as ``options`` say.
 
 
 def pgn(
-    probs: Tensor,
-    features: Tensor,
-    p: float,
-    label: Label = "onehot",
-    mode: Mode = "exact",
-    log: bool = True,
-    *,
-    from_logits: bool = False,
-    gradient_of: GradientOf = "weights",
-    factors: bool = False,
+    probs: Tensor, features: Tensor, p: float, options: PgnOptions = EXACT_ONEHOT
 ) -> Tensor | tuple[Tensor, Tensor]:
     """PGN for a 1x1 conv last layer: ``||s - y||_p * ||features||_p`` per pixel (weights).
 
@@ -191,8 +210,8 @@ def pgn(
     if features.dim() != 4:
         raise ValueError(f"features must be N x D x h x w, got shape {tuple(features.shape)}")
     _check_grid(probs, (features.shape[0], *features.shape[2:]), "features")
-    class_part = class_log_norm(probs, p, label, mode, from_logits=from_logits)
-    return _score(class_part, lambda: log_pnorm(features, p, dim=1), p, gradient_of, log, factors)
+    class_part = _class_part(probs, p, options)
+    return _score(class_part, lambda: log_pnorm(features, p, dim=1), p, options)
 
 
 def pgn_conv(
@@ -205,12 +224,7 @@ def pgn_conv(
     dilation: tuple[int, int] = (1, 1),
     stride: tuple[int, int] = (1, 1),
     padding_mode: str = "zeros",
-    label: Label = "onehot",
-    mode: Mode = "exact",
-    log: bool = True,
-    from_logits: bool = False,
-    gradient_of: GradientOf = "weights",
-    factors: bool = False,
+    options: PgnOptions = EXACT_ONEHOT,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """PGN for a k x k conv last layer: ``||s - y||_p * ||input patch||_p`` (weights).
 
@@ -222,8 +236,7 @@ def pgn_conv(
         features, p, kernel_size, padding=padding, dilation=dilation, stride=stride, padding_mode=padding_mode
     )
     _check_grid(probs, tuple(patch.shape), "the conv's output")
-    class_part = class_log_norm(probs, p, label, mode, from_logits=from_logits)
-    return _score(class_part, lambda: patch, p, gradient_of, log, factors)
+    return _score(_class_part(probs, p, options), lambda: patch, p, options)
 
 
 def transposed_input_index(out_size: int, in_size: int, stride: int, padding: int) -> tuple[Tensor, Tensor]:
@@ -258,12 +271,7 @@ def pgn_transposed(
     *,
     stride: tuple[int, int],
     padding: tuple[int, int] = (0, 0),
-    label: Label = "onehot",
-    mode: Mode = "exact",
-    log: bool = True,
-    from_logits: bool = False,
-    gradient_of: GradientOf = "weights",
-    factors: bool = False,
+    options: PgnOptions = EXACT_ONEHOT,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """PGN for a transposed conv whose kernel equals its stride (ERFNet's output layer).
 
@@ -275,32 +283,23 @@ def pgn_transposed(
         raise ValueError("probs and features must both be 4-D (N x C x h x w, N x D x H x W)")
     if probs.shape[0] != features.shape[0]:
         raise ValueError("probs and features differ in batch size")
-    class_part = class_log_norm(probs, p, label, mode, from_logits=from_logits)
+    class_part = _class_part(probs, p, options)
 
     def feature_part() -> Tensor:
         return transposed_feature_log_norm(features, p, tuple(probs.shape[2:]), stride, padding)
 
-    return _score(class_part, feature_part, p, gradient_of, log, factors)
+    return _score(class_part, feature_part, p, options)
 
 
 def pgn_linear(
-    probs: Tensor,
-    tokens: Tensor,
-    p: float,
-    label: Label = "onehot",
-    mode: Mode = "exact",
-    log: bool = True,
-    *,
-    from_logits: bool = False,
-    gradient_of: GradientOf = "weights",
-    factors: bool = False,
+    probs: Tensor, tokens: Tensor, p: float, options: PgnOptions = EXACT_ONEHOT
 ) -> Tensor | tuple[Tensor, Tensor]:
     """PGN for a linear layer on tokens: ``probs`` ... x C, ``tokens`` ... x D (channels last)."""
     p = check_p(p)
     if probs.shape[:-1] != tokens.shape[:-1]:
         raise ValueError(f"probs {tuple(probs.shape)} and tokens {tuple(tokens.shape)} differ in leading shape")
-    class_part = class_log_norm(probs, p, label, mode, dim=-1, from_logits=from_logits)
-    return _score(class_part, lambda: log_pnorm(tokens, p, dim=-1), p, gradient_of, log, factors)
+    class_part = _class_part(probs, p, options, dim=-1)
+    return _score(class_part, lambda: log_pnorm(tokens, p, dim=-1), p, options)
 
 
 def pgn_penultimate(
@@ -308,26 +307,26 @@ def pgn_penultimate(
     last_input: Tensor,
     conv_input: Tensor,
     p: float,
+    options: PgnOptions = EXACT_ONEHOT,
     *,
     conv: nn.Conv2d,
     bn: nn.BatchNorm2d,
     last: nn.Conv2d,
-    label: Label = "onehot",
-    mode: Mode = "exact",
-    log: bool = True,
-    from_logits: bool = False,
 ) -> Tensor:
     """PGN with respect to the second-to-last conv W of a ``W -> BN -> ReLU -> 1x1 K`` tail.
 
-    Exact (method.md, section 2): ``||g||_p * ||P||_p`` with ``P`` the input
+    Exact (docs/method.md, section 2): ``||g||_p * ||P||_p`` with ``P`` the input
     patch of W and ``g = (K^T (s - y)) * 1[phi > 0] * gamma / sqrt(var + eps)``,
     ``phi = last_input`` (the ReLU output).  Reference: what the paper's code
     does: p = 0.5 for ``g``, gamma without the variance, and the ReLU mask
     ``BN(conv_input) >= 0`` (BN applied to W's input, which needs as many
     input as output channels).  BN is taken in inference form (running stats).
-    ``probs`` are logits when ``from_logits``.
+    ``probs`` are logits when ``options.from_logits``; the gradient is always W's (no factors).
     """
     p = check_p(p)
+    if options.gradient_of != "weights" or options.factors:
+        raise ValueError("the second-to-last layer's gradient is its weights' (gradient_of weights, no factors)")
+    mode = options.mode
     if last.kernel_size != (1, 1) or last.stride != (1, 1) or last.groups != 1:
         raise ValueError("the last layer must be a 1x1 conv with stride 1 and one group")
     if conv.groups != 1:
@@ -335,7 +334,7 @@ def pgn_penultimate(
     if bn.running_var is None:
         raise ValueError("the batch norm has no running statistics")
     dtype = work_dtype(probs)
-    vector, log_scale = scaled_class_vector(probs, label, mode, dim=1, from_logits=from_logits)
+    vector, log_scale = scaled_class_vector(probs, options.label, mode, dim=1, from_logits=options.from_logits)
     kernel = last.weight.detach()[:, :, 0, 0].to(dtype)  # C x D
     back = torch.einsum("cd,nchw->ndhw", kernel, vector)  # K^T (s - y), up to exp(log_scale)
     gamma = bn.weight.detach().to(dtype) if bn.weight is not None else torch.ones_like(bn.running_var, dtype=dtype)
@@ -361,7 +360,7 @@ def pgn_penultimate(
         padding_mode=conv.padding_mode,
     )
     _check_grid(probs, tuple(second.shape), "W's output")
-    return _finish(first + log_scale.squeeze(1) + second.to(dtype), log)
+    return _finish(first + log_scale.squeeze(1) + second.to(dtype), options.log)
 
 
 def _batch_norm_inference(x: Tensor, bn: nn.BatchNorm2d) -> Tensor:
@@ -402,26 +401,13 @@ def closed_form_for(layer: nn.Module) -> tuple[Callable[..., Tensor | tuple[Tens
 
 
 def pgn_for_layer(
-    layer: nn.Module,
-    probs: Tensor,
-    layer_input: Tensor,
-    p: float,
-    label: Label = "onehot",
-    mode: Mode = "exact",
-    log: bool = True,
-    from_logits: bool = False,
-    *,
-    gradient_of: GradientOf = "weights",
-    factors: bool = False,
+    layer: nn.Module, probs: Tensor, layer_input: Tensor, p: float, options: PgnOptions = EXACT_ONEHOT
 ) -> Tensor | tuple[Tensor, Tensor]:
     """PGN for whatever kind of last layer ``layer`` is (1x1 or k x k conv, transposed conv, linear).
 
-    ``probs`` is the softmax of the layer's output (its logits when ``from_logits``).  ``gradient_of``
+    ``probs`` is the softmax of the layer's output (its logits when ``options.from_logits``).  ``gradient_of``
     "layer" on a layer without a bias is its weights' gradient; "bias" there is the logit gradient.
     """
     closed_form, geometry = closed_form_for(layer)
-    gradient_of = effective_gradient_of(layer, gradient_of)
-    return closed_form(
-        probs, layer_input, p, label=label, mode=mode, log=log, from_logits=from_logits, gradient_of=gradient_of,
-        factors=factors, **geometry,
-    )  # fmt: skip
+    options = replace(options, gradient_of=effective_gradient_of(layer, options.gradient_of))
+    return closed_form(probs, layer_input, p, options=options, **geometry)

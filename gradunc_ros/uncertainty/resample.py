@@ -1,6 +1,6 @@
 """Bilinear resizing as ``F.interpolate(mode="bilinear")`` does it, for scores and features.
 
-Two needs (method.md, section 1, Upsampling):
+Two needs (docs/method.md, section 1, Upsampling):
 - a log-domain score must be resized as the norm itself, not its log;
   ``log_bilinear_resize`` does the interpolation with logaddexp, so the
   result is ``log(interpolate(exp(log_score)))`` without ever leaving the

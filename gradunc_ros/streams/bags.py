@@ -1,7 +1,7 @@
 """ROS 2 bags (mcap and sqlite3) read and written with the pure-Python ``rosbags`` package, no ROS needed.
 
 Messages are ``rosbags`` objects with the same fields as sensor_msgs, so the
-image codec (``gradunc_ros.ros.codec``) decodes them unchanged.
+image codec (``gradunc_ros.streams.codec``) decodes them unchanged.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from .ros.codec import array_to_image
+from .codec import array_to_message
 
 # sensor_msgs/Image and CompressedImage are the same from Humble to Kilted.
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
@@ -42,8 +42,8 @@ def _rosbags_image(**fields):
 
 def image_message(array: np.ndarray, encoding: str, header_):
     """A rosbags sensor_msgs/Image (mono8, rgb8, 32FC1, ...) from an H x W (x C) array: the node's own
-    ``array_to_image``, with rosbags' message type."""
-    return array_to_image(array, encoding, header_, message_type=_rosbags_image)
+    ``codec.array_to_message``, with rosbags' message type."""
+    return array_to_message(array, encoding, _rosbags_image, header_)
 
 
 def compressed_message(data: bytes, image_format: str, header_):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gradunc_ros.ros.topics import node_parameters, output_prefixes, output_topics
+from gradunc_ros.streams.topics import node_parameters, output_prefixes, output_topics
 
 
 def test_each_camera_namespace_gets_its_outputs() -> None:

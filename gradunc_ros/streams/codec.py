@@ -151,19 +151,14 @@ def image_fields(array: np.ndarray, encoding: str) -> dict:
         "encoding": encoding,
         "is_bigendian": int(sys.byteorder == "big"),
         "step": int(array.shape[1] * channels * array.dtype.itemsize),
-        # bytes: assigning a NumPy array to an rclpy message is hundreds of times slower (ros_env.md)
+        # bytes: assigning a NumPy array to an rclpy message is hundreds of times slower (docs/ros_env.md)
         "data": array.tobytes(),
     }
 
 
-def array_to_image(array: np.ndarray, encoding: str, header=None, message_type=None):
-    """A sensor_msgs/Image from an H x W (x C) array in the given encoding (mono8, rgb8, 32FC1, ...).
-
-    ``message_type``: rclpy's ``sensor_msgs.msg.Image`` by default; any type with the Image fields
-    taking them as keyword arguments (the bag tools pass rosbags' own, see ``bagio.image_message``)."""
-    if message_type is None:
-        from sensor_msgs.msg import Image
-
-        message_type = Image
+def array_to_message(array: np.ndarray, encoding: str, message_type, header=None):
+    """An Image message of ``message_type`` from an H x W (x C) array in the given encoding (mono8, rgb8,
+    32FC1, ...): any type taking the Image fields as keyword arguments (rclpy's sensor_msgs Image,
+    ``ros/publishing.image_message``; rosbags' own, ``bags.image_message``)."""
     fields = image_fields(array, encoding)
     return message_type(header=header, **fields) if header is not None else message_type(**fields)

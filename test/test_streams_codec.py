@@ -10,9 +10,9 @@ import pytest
 
 sensor_msgs = pytest.importorskip("sensor_msgs.msg", reason="sensor_msgs (ROS 2) is not installed")
 
-from gradunc_ros.ros.codec import (  # noqa: E402
+from gradunc_ros.ros.publishing import image_message  # noqa: E402
+from gradunc_ros.streams.codec import (  # noqa: E402
     ImageDecodeError,
-    array_to_image,
     compressed_to_rgb,
     image_array,
     image_to_rgb,
@@ -151,9 +151,9 @@ def test_compressed_frames(rgb: np.ndarray) -> None:
                                                   ("32FC1", np.float32, (5, 7))))  # fmt: skip
 def test_array_to_image_round_trip(encoding: str, dtype, shape) -> None:
     array = (np.random.default_rng(1).random(shape) * 200).astype(dtype)
-    msg = array_to_image(array, encoding)
+    msg = image_message(array, encoding)
     assert msg.step == shape[1] * (3 if len(shape) == 3 else 1) * np.dtype(dtype).itemsize
     assert msg.is_bigendian == (sys.byteorder == "big")
     assert np.array_equal(image_array(msg), array)
     with pytest.raises(ValueError, match="needs 1 channel"):
-        array_to_image(np.zeros((2, 2, 3), np.uint8), "mono8")
+        image_message(np.zeros((2, 2, 3), np.uint8), "mono8")

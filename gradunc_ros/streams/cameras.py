@@ -1,0 +1,167 @@
+"""One camera the node serves: its topics, the newest-frame slot, and the counts its status reports.
+
+Plain Python (no rclpy): the node fills in publishers and subscriptions, the
+scheduler (``scheduler.py``) fills and empties the slot.  Every count is
+changed under the scheduler's lock.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MAX_REPORTED_REASONS = 64  # per camera; beyond it undecodable frames are still counted, no longer logged
+BURST_FRACTION = 0.25  # a frame replaced this soon (as a share of the usual gap between frames) came in a burst
+
+
+@dataclass
+class Camera:
+    topic: str  # resolved (and remapped) camera topic
+    compressed: bool
+    prefix: str  # where the outputs go: <prefix>/labels, ...
+    info_topic: str  # where the camera's driver publishes its sensor_msgs/CameraInfo
+    publishers: dict = field(default_factory=dict)
+    subscription: object = None  # of the camera topic, while active
+    reliability: str = ""  # of that subscription: best_effort or reliable
+    info: object = None  # the newest CameraInfo, republished with each processed frame's header
+    pending: object = None  # the newest frame, waiting for the worker
+    pending_since: float = 0.0  # when it arrived
+    received: int = 0
+    processed: int = 0
+    dropped: int = 0  # replaced in the slot before the worker took it
+    dropped_in_bursts: int = 0  # of those, replaced by a frame that came right after it (BURST_FRACTION)
+    undecodable: int = 0  # refused by the codec (encoding, step, size, corrupt data)
+    inference_failed: int = 0  # decoded but not inferred (out of memory, inference error)
+    lazy_skipped: int = 0  # not inferred: no output had a subscriber (parameter lazy)
+    last_frame_at: float | None = None  # time.monotonic() of the newest frame
+    last_frame_size: str = ""  # "WxH encoding" (or the compressed format) of the newest frame
+    processed_at_last_status: int = 0
+    undecodable_at_last_status: int = 0
+    failed_at_last_status: int = 0
+    lazy_at_last_status: int = 0
+    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=600))
+    arrival_gaps: deque = field(default_factory=lambda: deque(maxlen=32))  # seconds between frames
+    reported: set = field(default_factory=set)
+
+    def take_frame(self, msg, now: float | None = None) -> str:
+        """A new frame replaces the one waiting (never a backlog).  Returns what became of the waiting one:
+        "" (none waited), "busy" (replaced while the worker was busy: dropped) or "burst" (dropped too, but
+        it had waited less than BURST_FRACTION of the camera's usual gap between frames: the two came
+        bunched, held up on the way by a reliable transport repairing lost fragments, and the worker could
+        not have taken it)."""
+        now = time.monotonic() if now is None else now
+        self.received += 1
+        if self.last_frame_at is not None:
+            self.arrival_gaps.append(now - self.last_frame_at)
+        self.last_frame_at = now
+        self.last_frame_size = _frame_size(msg)
+        replaced = ""
+        if self.pending is not None:
+            self.dropped += 1
+            replaced = "busy"
+            usual_gap = float(np.median(self.arrival_gaps)) if len(self.arrival_gaps) >= 4 else 0.0
+            if now - self.pending_since < BURST_FRACTION * usual_gap:
+                self.dropped_in_bursts += 1
+                replaced = "burst"
+        self.pending, self.pending_since = msg, now
+        return replaced
+
+    def first_report(self, reason: str) -> bool:
+        """Count an undecodable frame; True when its kind of reason (numbers aside) is new and still
+        reported: frames whose sizes vary from frame to frame must neither flood the log nor grow this set
+        on a long run."""
+        self.undecodable += 1
+        kind = re.sub(r"\d+", "#", reason)
+        if kind in self.reported or len(self.reported) >= MAX_REPORTED_REASONS:
+            return False
+        self.reported.add(kind)
+        return True
+
+    def status(self, period: float) -> dict[str, float]:
+        """The counts and latencies for /diagnostics; the 'recent' ones since the previous call."""
+        latencies = np.asarray(self.latencies_ms) if self.latencies_ms else np.full(1, np.nan)
+        values = {
+            "received": self.received, "processed": self.processed, "dropped": self.dropped,
+            "dropped_in_bursts": self.dropped_in_bursts, "undecodable": self.undecodable,
+            "inference_failed": self.inference_failed, "lazy_skipped": self.lazy_skipped,
+            "rate_hz": (self.processed - self.processed_at_last_status) / period,
+            "recent_undecodable": self.undecodable - self.undecodable_at_last_status,
+            "recent_inference_failed": self.inference_failed - self.failed_at_last_status,
+            "recent_lazy_skipped": self.lazy_skipped - self.lazy_at_last_status,
+            "seconds_since_frame": -1.0 if self.last_frame_at is None else time.monotonic() - self.last_frame_at,
+            "latency_p50_ms": float(np.percentile(latencies, 50)),
+            "latency_p95_ms": float(np.percentile(latencies, 95)),
+            "latency_p99_ms": float(np.percentile(latencies, 99)),
+        }  # fmt: skip
+        self.processed_at_last_status = self.processed
+        self.undecodable_at_last_status, self.failed_at_last_status = self.undecodable, self.inference_failed
+        self.lazy_at_last_status = self.lazy_skipped
+        return values
+
+
+def status_level(
+    values: dict[str, float],
+    stale_after: float,
+    offered: Sequence[str] = (),
+    subscribed: str = "",
+    last_frame: str = "",
+) -> tuple[str, str]:
+    """("ok" or "warn", message) for a camera's status values; a silent camera's message names the likely cause
+    from what the node sees: its publishers' offered reliability (``offered``), the reliability it subscribed
+    with (``subscribed``, "" while not subscribed) and the last frame that ever came (``last_frame``)."""
+    silent = values["seconds_since_frame"]
+    if silent < 0 or silent > stale_after:
+        return "warn", silence(silent, offered, subscribed, last_frame)
+    if values["recent_inference_failed"]:  # since the last status: a warning clears once frames are good again
+        return "warn", "inference failed on frames (see the log)"
+    if values["recent_undecodable"]:
+        return "warn", "undecodable frames skipped"
+    if values["recent_lazy_skipped"] and not values["rate_hz"]:
+        return "ok", "lazy: no subscriber to the outputs, inference skipped"
+    return "ok", "ok"
+
+
+TRANSPORT_REMEDIES = (
+    "a camera publishing reliable, compressed images (<topic>/compressed), or FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA "
+    "in every process of the system (README, Transport)"
+)
+
+
+def silence(silent: float, offered: Sequence[str], subscribed: str, last_frame: str) -> str:
+    """Why a camera sends nothing, as far as the node can tell."""
+    when = "no frames yet" if silent < 0 else f"no frames for {silent:.1f} s"
+    if not offered:
+        return f"{when}: waiting for a publisher" if not subscribed else f"{when}: no publisher"
+    reliable = sum(r == "reliable" for r in offered)
+    last = f"; the last one was {last_frame}" if last_frame else ""
+    if subscribed == "reliable" and not reliable:
+        return (
+            f"{when}: its {_count(len(offered), 'publisher')} offer best_effort and this node subscribes reliable, "
+            "which does not match them (input_reliability auto or best_effort)"
+        )
+    if subscribed == "best_effort":  # a best-effort reader gets best effort from any writer
+        offer = f"; {reliable} of them offer reliable (input_reliability auto or reliable)" if reliable else ""
+        return (
+            f"{when} from {_count(len(offered), 'matched publisher')}, received best effort{last}{offer}: the "
+            "stock Fast DDS transports lose every fragmented best-effort frame of a large image; remedies: "
+            f"{TRANSPORT_REMEDIES}"
+        )
+    return f"{when} from {_count(len(offered), 'matched reliable publisher')}{last}: is the camera streaming?"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _frame_size(msg) -> str:
+    """What the transport carried, for the blind-camera warning: "1280x720 rgb8 (2.8 MB)" or "jpeg (412 kB)"."""
+    size = len(msg.data) if hasattr(msg, "data") else 0
+    amount = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
+    if hasattr(msg, "width") and hasattr(msg, "encoding"):
+        return f"{msg.width}x{msg.height} {msg.encoding} ({amount})"
+    return f"{getattr(msg, 'format', '') or 'compressed'} ({amount})"
