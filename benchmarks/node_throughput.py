@@ -107,7 +107,7 @@ def main() -> None:
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}; camera rate {args.rate:g} Hz; {args.seconds:g} s measured after {args.warmup:g} s warm-up")
-    print("| cameras | frame | sent | received | processed | dropped | bad | processed Hz per camera "
+    print("| cameras | frame | sent | received | processed | dropped | undecodable | processed Hz per camera "
           "| p50 ms | p95 ms | p99 ms |")  # fmt: skip
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for cameras in (int(c) for c in args.cameras.split(",")):

@@ -1,6 +1,8 @@
 """Start gradunc_node on one or more cameras.
 
     ros2 launch gradunc_ros gradunc.launch.py image_topics:="['/camera/image_raw']"
+    ros2 launch gradunc_ros gradunc.launch.py image_topics:="['/camera/color/image_raw']" \
+        depth_topics:="['/camera/aligned_depth_to_color/image_raw']" publish_semantic:=true
     ros2 launch gradunc_ros gradunc.launch.py image_topics:="['/front/image_raw', '/rear/image_raw/compressed']" \
         device:=cuda params_file:=/path/to/calibrated.yaml namespace:=perception
 
@@ -22,6 +24,12 @@ from launch_ros.substitutions import FindPackageShare
 
 ARGUMENTS = {
     "image_topics": ("['/camera/image_raw']", "camera topics (YAML list); a topic ending in /compressed is compressed"),
+    "depth_topics": (
+        "",
+        "depth images registered to the cameras (YAML list, one per camera, '' for none): each gives "
+        "<camera ns>/gradunc/obstacles; empty: as in params_file (none)",
+    ),
+    "publish_semantic": ("", "true: also the outputs of Nav2's semantic segmentation layer; empty: as in params_file"),
     "model": ("", "architecture or factory package.module:function; empty: as in params_file (the shipped model)"),
     "weights": ("", "weights file (.safetensors or .pth); empty: as in params_file"),
     "model_card": ("", "model card YAML; empty: as in params_file (<weights>.card.yaml beside the weights)"),
@@ -49,6 +57,13 @@ def _node(context) -> list:
     }
     topics = yaml.safe_load(value.pop("image_topics"))
     overrides = {"image_topics": [topics] if isinstance(topics, str) else [str(t) for t in topics]}
+    depth = LaunchConfiguration("depth_topics").perform(context)
+    if depth:
+        depth = yaml.safe_load(depth)
+        overrides["depth_topics"] = [depth] if isinstance(depth, str) else [str(t or "") for t in depth]
+    semantic = LaunchConfiguration("publish_semantic").perform(context)
+    if semantic:
+        overrides["publish_semantic"] = semantic.lower() in ("true", "1", "yes")
     overrides.update({name: text for name, text in value.items() if text})  # empty: keep params_file's
     overrides["autostart"] = LaunchConfiguration("autostart").perform(context).lower() in ("true", "1", "yes")
     node = Node(

@@ -5,6 +5,7 @@ an ordinary `ros2 topic echo` are.  Run as a script:
 
     python dds_peers.py camera [--topic /camera/image_raw --frames 20 --rate 5]
     python dds_peers.py listener [--prefix /camera/gradunc --frames 2 --timeout 120]
+    python dds_peers.py depth_camera [--prefix /depth_cam --encoding 16UC1 --count 5 --rate 5]
     python dds_peers.py cameras --topics /a/image,/b/image --rates 10,20 [--width 64 --height 48
         --seconds 20 --reliable --wait-match]
 
@@ -137,9 +138,80 @@ def cameras(args: argparse.Namespace) -> int:
     return 0
 
 
+SCENE = {"width": 64, "height": 48, "fx": 50.0, "fy": 55.0, "cx": 31.5, "cy": 23.5}
+
+
+def scene_depth_m():
+    """The depth camera's scene in metres: a wall at 2 m, a box at 1 m (rows 10-29, columns 20-39), no return
+    at (12, 22), a return beyond any range limit (50 m) at (40, 50)."""
+    import numpy as np
+
+    metres = np.full((SCENE["height"], SCENE["width"]), 2.0)
+    metres[10:30, 20:40] = 1.0
+    metres[12, 22], metres[40, 50] = 0.0, 50.0
+    return metres
+
+
+def depth_camera(args: argparse.Namespace) -> int:
+    """rgb8 image, registered depth (``--encoding``) and camera_info of ``scene_depth_m``, equal stamps and
+    frame_id "depth_cam_optical", on <prefix>/image_raw, <prefix>/depth/image_raw, <prefix>/camera_info."""
+    import numpy as np
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image
+
+    rclpy.init()
+    node = rclpy.create_node("stock_depth_camera")
+    qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+    width, height = SCENE["width"], SCENE["height"]
+    image = node.create_publisher(Image, f"{args.prefix}/image_raw", qos)
+    depth = node.create_publisher(Image, f"{args.prefix}/depth/image_raw", qos)
+    info = node.create_publisher(CameraInfo, f"{args.prefix}/camera_info", qos)
+    metres = scene_depth_m()
+    if args.encoding == "32FC1":
+        metres[14, 24] = np.nan  # 32FC1 says "no return" with NaN too
+    if args.encoding == "16UC1":
+        depth_bytes, step = np.rint(metres * 1000).astype(np.uint16).tobytes(), width * 2
+    else:
+        depth_bytes, step = metres.astype(np.float32).tobytes(), width * 4
+    pixels = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8).tobytes()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    deadline = time.monotonic() + 30.0
+    while not (image.get_subscription_count() and depth.get_subscription_count() and info.get_subscription_count()):
+        executor.spin_once(timeout_sec=0.05)
+        if time.monotonic() > deadline:
+            print("the node did not subscribe within 30 s", file=sys.stderr)
+            return 1
+    k = [SCENE["fx"], 0.0, SCENE["cx"], 0.0, SCENE["fy"], SCENE["cy"], 0.0, 0.0, 1.0]
+    try:
+        for _ in range(args.count):
+            stamp = node.get_clock().now().to_msg()
+            camera_info = CameraInfo(width=width, height=height, k=k, distortion_model="plumb_bob", d=[0.0] * 5)
+            camera_info.header.stamp, camera_info.header.frame_id = stamp, "depth_cam_optical"
+            info.publish(camera_info)
+            for publisher, encoding, data, row in ((depth, args.encoding, depth_bytes, step),
+                                                   (image, "rgb8", pixels, width * 3)):  # fmt: skip
+                frame = Image(height=height, width=width, encoding=encoding, step=row, data=data)
+                frame.header.stamp, frame.header.frame_id = stamp, "depth_cam_optical"
+                publisher.publish(frame)
+            end = time.monotonic() + 1.0 / args.rate
+            while time.monotonic() < end:
+                executor.spin_once(timeout_sec=0.02)
+        time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("role", choices=("camera", "listener", "cameras"))
+    parser.add_argument("role", choices=("camera", "listener", "cameras", "depth_camera"))
+    parser.add_argument("--encoding", default="16UC1", help="depth_camera: 16UC1 (mm) or 32FC1 (m)")
     parser.add_argument("--topics", default="/camera/image_raw")
     parser.add_argument("--rates", default="", help="Hz per topic (cameras); default: --rate for each")
     parser.add_argument("--width", type=int, default=64)
@@ -154,7 +226,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=5.0)
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
-    return {"camera": camera, "listener": listener, "cameras": cameras}[args.role](args)
+    roles = {"camera": camera, "listener": listener, "cameras": cameras, "depth_camera": depth_camera}
+    return roles[args.role](args)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""The core (uncertainty, models, evaluation, pipeline, assembly, the deployment runtimes) runs without ROS:
-importing it loads no ROS module."""
+"""The core (uncertainty, models, evaluation, pipeline, assembly, the deployment runtimes, geometry, streams) runs
+without ROS: importing it loads no ROS module."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ def test_importing_the_core_loads_no_ros_module() -> None:
     code = (
         "import sys, gradunc_ros.uncertainty, gradunc_ros.uncertainty.autograd_reference, gradunc_ros.models,"
         " gradunc_ros.evaluation.runner, gradunc_ros.evaluation.report, gradunc_ros.pipeline, gradunc_ros.assembly,"
-        " gradunc_ros.deploy.onnx_export, gradunc_ros.deploy.onnx_model, gradunc_ros.deploy.onnx_tail;"
+        " gradunc_ros.deploy.onnx_export, gradunc_ros.deploy.onnx_model, gradunc_ros.deploy.onnx_tail,"
+        " gradunc_ros.geometry.obstacles, gradunc_ros.streams.worker, gradunc_ros.streams.depth_sync,"
+        " gradunc_ros.streams.bags, gradunc_ros.streams.topics;"
         f"loaded = sorted(m for m in sys.modules if m.split('.')[0].startswith({ROS_MODULES!r}));"
         "print(loaded); sys.exit(1 if loaded else 0)"
     )

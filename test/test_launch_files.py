@@ -38,7 +38,7 @@ def test_main_launch_file_declares_the_documented_arguments() -> None:
     names = {key.value for key in arguments.keys}
     assert names == {
         "image_topics", "model", "weights", "model_card", "model_path", "backend", "device", "params_file",
-        "namespace", "autostart", "large_data",
+        "namespace", "autostart", "large_data", "depth_topics", "publish_semantic",
     }  # fmt: skip
     defaults = {key.value: value.elts[0].value for key, value in zip(arguments.keys, arguments.values, strict=True)
                 if isinstance(value.elts[0], ast.Constant)}  # fmt: skip

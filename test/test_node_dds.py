@@ -177,7 +177,7 @@ def test_a_burst_is_dropped_and_counted_never_queued(peer) -> None:
     assert values["dropped"] > 0 and values["latency_p95_ms"] > 0
 
 
-def test_bad_frames_are_skipped_with_one_line_per_reason(peer, node_process) -> None:
+def test_undecodable_frames_are_skipped_with_one_line_per_reason(peer, node_process) -> None:
     node, publishers, received = peer
     good = image_message(_frame(4), "rgb8")
     short = image_message(_frame(4), "rgb8")

@@ -136,7 +136,7 @@ ENCODED = [
     ("mono8", False, 5, lambda rgb: rgb[..., 1]),
     ("mono16", True, 4, lambda rgb: rgb[..., 1].astype(np.uint16) * 257),
 ]
-# Lossy colour conversions (their pixel semantics are checked in test_ros_codec.py): the node's labels
+# Lossy colour conversions (their pixel semantics are checked in test_streams_codec.py): the node's labels
 # must equal the pipeline's on the codec's decoding of the same message.
 LOSSY = [
     ("bayer_rggb8", False, 0, lambda rgb: rgb[..., 1]),
@@ -201,7 +201,7 @@ def _bad_compressed_frames() -> list[tuple[str, object, str]]:
     ]
 
 
-def test_bad_frames_are_skipped_with_one_log_line_per_topic_and_reason(peer: Peer, node_process) -> None:
+def test_undecodable_frames_are_skipped_with_one_log_line_per_topic_and_reason(peer: Peer, node_process) -> None:
     cases = _bad_raw_frames() + _bad_compressed_frames()
     for key, msg, _reason in cases:
         before = peer.undecodable(key)

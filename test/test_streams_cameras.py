@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from gradunc_ros.streams.cameras import Camera, status_level
+from gradunc_ros.streams.cameras import Camera, Transport, status_level
 
 
 def _camera() -> Camera:
@@ -32,17 +32,35 @@ def test_a_silent_camera_names_the_likely_cause() -> None:
     level, message = status_level(_values(camera, **never), 2.0)
     assert (level, message) == ("warn", "no frames yet: waiting for a publisher")
     big = "1280x720 rgb8 (2.8 MB)"
-    level, message = status_level(_values(camera, seconds_since_frame=5.0), 2.0, ["best_effort"], "best_effort", big)
+    blind = Transport(["best_effort"], "best_effort", big)
+    level, message = status_level(_values(camera, seconds_since_frame=5.0), 2.0, blind)
     assert level == "warn" and message.startswith("no frames for 5.0 s from 1 matched publisher, received best effort")
-    assert big in message and "reliable" in message and "compressed" in message and "LARGE_DATA" in message
-    level, message = status_level(_values(camera, **never), 2.0, ["best_effort", "best_effort"], "reliable")
-    assert "2 publishers offer best_effort and this node subscribes reliable" in message
-    _, message = status_level(_values(camera, **never), 2.0, ["reliable", "best_effort"], "best_effort")
-    assert "1 of them offer reliable (input_reliability auto or reliable)" in message and "LARGE_DATA" in message
-    level, message = status_level(_values(camera, **never), 2.0, ["reliable"], "reliable")
-    assert message == "no frames yet from 1 matched reliable publisher: is the camera streaming?"
-    level, message = status_level(_values(camera, seconds_since_frame=9.0), 2.0, [], "reliable")
+    assert big in message and "compressed images" in message and "LARGE_DATA" in message
+    # remedies the camera already has are not offered
+    compressed_large_data = Transport(["best_effort"], "best_effort", "jpeg (900 kB)", compressed=True, large_data=True)
+    message = status_level(_values(camera, **never, seconds_subscribed=9.0), 2.0, compressed_large_data)[1]
+    assert (
+        "compressed images" not in message and "LARGE_DATA" not in message and "a camera publishing reliable" in message
+    )
+    message = status_level(_values(camera, **never), 2.0, Transport(["best_effort"] * 2, "reliable"))[1]
+    assert "its 2 publishers offer best_effort and this node subscribes reliable" in message
+    message = status_level(_values(camera, **never), 2.0, Transport(["reliable", "best_effort"], "best_effort"))[1]
+    assert "1 offers reliable (input_reliability auto or reliable)" in message
+    message = status_level(_values(camera, **never), 2.0, Transport(["reliable", "best_effort"], "reliable"))[1]
+    assert message.startswith("no frames yet from 1 matched reliable publisher (1 best-effort one does not match)")
+    message = status_level(_values(camera, seconds_since_frame=9.0), 2.0, Transport([], "reliable"))[1]
     assert message == "no frames for 9.0 s: no publisher"
+
+
+def test_a_new_subscription_waits_stale_after_for_its_first_frame() -> None:
+    camera = _camera()
+    fresh = _values(camera, seconds_since_frame=-1.0, seconds_subscribed=1.0)
+    assert status_level(fresh, 2.0, Transport(["reliable"], "reliable")) == (
+        "ok",
+        "subscribed, waiting for the first frame",
+    )
+    late = _values(camera, seconds_since_frame=-1.0, seconds_subscribed=2.5)
+    assert status_level(late, 2.0, Transport(["reliable"], "reliable"))[0] == "warn"
 
 
 def test_a_camera_with_fresh_frames_is_ok_or_says_what_went_wrong_recently() -> None:

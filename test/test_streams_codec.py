@@ -149,7 +149,7 @@ def test_compressed_frames(rgb: np.ndarray) -> None:
 
 @pytest.mark.parametrize("encoding,dtype,shape", (("mono8", np.uint8, (5, 7)), ("rgb8", np.uint8, (5, 7, 3)),
                                                   ("32FC1", np.float32, (5, 7))))  # fmt: skip
-def test_array_to_image_round_trip(encoding: str, dtype, shape) -> None:
+def test_image_message_round_trip(encoding: str, dtype, shape) -> None:
     array = (np.random.default_rng(1).random(shape) * 200).astype(dtype)
     msg = image_message(array, encoding)
     assert msg.step == shape[1] * (3 if len(shape) == 3 else 1) * np.dtype(dtype).itemsize

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from gradunc_ros.streams.cameras import Camera
-from gradunc_ros.streams.scheduler import FrameScheduler
+from gradunc_ros.streams.scheduler import MAX_WAIT, FrameScheduler
 
 
 class Clock:
@@ -93,6 +93,29 @@ def test_a_pass_takes_the_oldest_frame_first_among_equals() -> None:
     assert taken[0].arrived == 1.0
 
 
+def test_a_slow_cameras_frame_is_taken_within_the_longest_wait_beside_an_overloaded_fast_one() -> None:
+    """A 0.2 Hz camera beside a 30 Hz one that the worker cannot keep up with: none of the slow camera's
+    frames is lost, and each is taken within MAX_WAIT and one pass of its arrival."""
+    clock = Clock()
+    scheduler = FrameScheduler(cameras(2), clock=clock)
+    fast, slow = scheduler.cameras
+    waits = []
+    arrivals = sorted([(k / 30.0, fast) for k in range(1800)] + [(5.0 * k + 0.01, slow) for k in range(12)],
+                      key=lambda item: item[0])  # fmt: skip
+    busy_until = 0.0
+    for at, camera in arrivals:
+        while busy_until <= at and any(c.pending is not None for c in scheduler.cameras):
+            clock.now = busy_until
+            for item in scheduler.take(timeout=0):
+                if item.camera is slow:
+                    waits.append(clock.now - item.arrived)
+            busy_until += 0.08
+        clock.now = at
+        scheduler.offer(camera, at)
+    assert slow.dropped == 0 and len(waits) >= 11 and max(waits) <= MAX_WAIT + 0.08 + 1e-9, waits
+    assert fast.dropped > 0  # it was overloaded
+
+
 def test_a_camera_ahead_of_the_others_waits_a_pass() -> None:
     clock = Clock()
     scheduler = FrameScheduler(cameras(2), window=10, clock=clock)
@@ -103,6 +126,7 @@ def test_a_camera_ahead_of_the_others_waits_a_pass() -> None:
     assert scheduler.served_share(ahead) == 1.0 and scheduler.served_share(behind) == 0.0
     assert [item.camera for item in scheduler.take(timeout=0)] == [behind]
     assert ahead.pending == "a"  # not lost: taken in the next pass unless a newer frame replaces it
+    assert [item.message for item in scheduler.take(timeout=0)] == ["a"]
 
 
 def test_a_replaced_frame_counts_as_dropped_and_bunched_frames_as_a_burst() -> None:

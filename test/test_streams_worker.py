@@ -130,6 +130,27 @@ def test_the_thread_survives_a_failing_pass_and_stops_when_asked() -> None:
     assert harness.cameras[0].inference_failed == 1 and "RuntimeError: cuDNN error" in harness.errors[0]
 
 
+def test_a_failure_late_in_a_pass_fails_only_the_frames_not_yet_handed_over() -> None:
+    harness = Harness(2)
+    published = []
+
+    def publish_then_break(camera, *_):
+        if published:
+            raise RuntimeError("publisher gone (injected)")
+        published.append(camera.topic)
+
+    harness.worker._hooks.publish = publish_then_break
+    harness.worker.start()
+    harness.frames({0: (8, 8), 1: (8, 8)})
+    for _ in range(200):
+        if harness.errors:
+            break
+        threading.Event().wait(0.02)
+    assert harness.worker.stop(timeout=10)
+    assert [c.inference_failed for c in harness.cameras] == [0, 1] and published == ["/c0/image"]
+    assert harness.errors == ["/c1/image: frame skipped: RuntimeError: publisher gone (injected)"]
+
+
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8"])
 def test_decoding_follows_the_encoding(encoding: str) -> None:
     harness = Harness(1)

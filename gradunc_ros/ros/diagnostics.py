@@ -14,28 +14,32 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.lifecycle import LifecycleNode
 
-from ..streams.cameras import Camera, status_level
+from ..streams.cameras import Camera, Transport, status_level
 from ..streams.scheduler import FrameScheduler
+from .transport import uses_large_data
 
 LEVELS = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN}
 
 
 class StatusReporter:
     def __init__(
-        self, node: LifecycleNode, scheduler: FrameScheduler, offered, stale_after: float, period: float
+        self, node: LifecycleNode, scheduler: FrameScheduler, offered, stale_after: float, period: float, extra=None
     ) -> None:
+        """``extra``: camera -> (more values, a warning or ""), read under the scheduler's lock (obstacles)."""
         self._node = node
+        self._extra = extra
         self._scheduler = scheduler
         self._offered = offered  # camera -> the reliabilities its publishers offer
         self._stale_after = stale_after
         self._period = period
         self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._large_data = uses_large_data()
         self._silent_said: dict[str, str] = {}  # camera topic -> the warning logged for its current silence
 
     def close(self) -> None:
         self._node.destroy_publisher(self._publisher)
 
-    def publish(self, active: bool, device: str, threshold_missing: bool) -> None:
+    def publish(self, active: bool, device: str, threshold_missing: bool, worker_alive: bool = True) -> None:
         message = DiagnosticArray()
         message.header.stamp = self._node.get_clock().now().to_msg()
         for camera in self._scheduler.cameras:
@@ -43,18 +47,26 @@ class StatusReporter:
                 values = camera.status(self._period)
                 values["served_share"] = self._scheduler.served_share(camera)
                 last_frame = camera.last_frame_size
+                more, extra_warning = self._extra(camera) if self._extra is not None else ({}, "")
+            values.update(more)
             status = DiagnosticStatus(name=f"gradunc_node: {camera.topic}", hardware_id=device)
             if not active:
                 status.level, status.message = DiagnosticStatus.OK, "inactive (lifecycle): not subscribed"
             else:
                 offered = self._offered(camera)
                 values["publishers"] = len(offered)
-                level, status.message = status_level(values, self._stale_after, offered, camera.reliability, last_frame)
+                transport = Transport(offered, camera.reliability, last_frame, camera.compressed, self._large_data)
+                level, status.message = status_level(values, self._stale_after, transport)
                 status.level = LEVELS[level]
                 self._say_silence(camera, status.message if level == "warn" and offered else "")
                 if threshold_missing:
                     status.level = DiagnosticStatus.WARN
                     status.message += "; no OoD mask: no threshold for this score"
+                if extra_warning:
+                    status.level = DiagnosticStatus.WARN
+                    status.message += f"; {extra_warning}"
+                if not worker_alive:  # never expected: the worker survives failing passes
+                    status.level, status.message = DiagnosticStatus.ERROR, "the inference worker has stopped"
             status.values = [KeyValue(key=k, value=f"{v:.6g}") for k, v in values.items()]
             message.status.append(status)
         self._publisher.publish(message)

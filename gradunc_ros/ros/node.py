@@ -11,7 +11,8 @@ subscriptions and their QoS in ``inputs.py``; which frames run next
 (``streams/scheduler.py``) and the worker thread that decodes, infers and
 hands over (``streams/worker.py``); the published messages in
 ``publishing.py``; /diagnostics and the log summary in ``diagnostics.py``;
-the process in ``entry.py``.  See config/gradunc.yaml for the parameters.
+the obstacle clouds for planners in ``obstacles.py``; the process in
+``entry.py``.  See config/gradunc.yaml for the parameters.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 
 from ..assembly import ModelRequest, assemble
+from ..geometry.obstacles import ObstacleSettings
 from ..models.preprocess import parse_size
 from ..outputs import OUTPUTS
 from ..pipeline import free_device_memory
@@ -37,6 +39,7 @@ from ..thresholds import ThresholdChoice
 from ..uncertainty import SETTING_FIELDS
 from .diagnostics import StatusReporter
 from .inputs import CameraInputs
+from .obstacles import ObstacleOutputs
 from .parameters import RUNTIME, RuntimeSettings, declare_all, head_settings, reliability, runtime_settings
 from .publishing import (
     destroy_output_publishers,
@@ -66,6 +69,7 @@ class GraduncNode(LifecycleNode):
         self._inputs: CameraInputs | None = None
         self._worker: InferenceWorker | None = None
         self._status: StatusReporter | None = None
+        self._obstacles: ObstacleOutputs | None = None
         self._timers: list = []
         self._latched: list = []
         self._active = False
@@ -136,18 +140,38 @@ class GraduncNode(LifecycleNode):
             make_output_publishers(self, camera, output_qos)
             self._cameras.append(camera)
         self._declare_class_names(loaded)
-        self._latched = publish_class_map(self, self._cameras, loaded)
         self._scheduler = FrameScheduler(self._cameras)
-        self._inputs = CameraInputs(self, self._cameras, self._input_reliability, self._scheduler.offer)
+        self._obstacles = self._make_obstacles(output_qos)
+        self._latched = publish_class_map(self, self._cameras, loaded, with_ood=bool(value("publish_semantic")))
+        self._inputs = CameraInputs(
+            self, self._cameras, self._input_reliability, self._scheduler.offer, self._obstacles.depth,
+            self._obstacles.on_depth,
+        )  # fmt: skip
         self._status = StatusReporter(
-            self, self._scheduler, self._inputs.offered, float(value("stale_after")), float(value("status_period"))
-        )
+            self, self._scheduler, self._inputs.offered, float(value("stale_after")), float(value("status_period")),
+            self._obstacles.status,
+        )  # fmt: skip
         self._timers = [
             self.create_timer(float(value("status_period")), self._publish_status),
             self.create_timer(float(value("log_period")), self._status.log_summary),
         ]
         self._pipeline = pipeline
         self._say_what_runs(value("precision"))
+
+    def _make_obstacles(self, qos) -> ObstacleOutputs:
+        value = self._value
+        settings = ObstacleSettings(
+            decimation=int(value("obstacle_decimation")), min_range=float(value("obstacle_min_range")),
+            max_range=float(value("obstacle_max_range")), semantic=bool(value("publish_semantic")),
+            confidence_scale=float(value("confidence_scale")), ground_plane=bool(value("ground_plane")),
+            camera_height=float(value("camera_height")), camera_pitch=float(value("camera_pitch")),
+            obstacle_height=float(value("obstacle_height")),
+        )  # fmt: skip
+        depth_topics = [topic.strip() for topic in value("depth_topics")]
+        if not any(depth_topics):
+            depth_topics = []
+        tolerance = float(value("depth_sync_tolerance"))
+        return ObstacleOutputs(self, self._cameras, depth_topics, settings, tolerance, qos, self._scheduler.lock)
 
     def _declare_class_names(self, loaded) -> None:
         if not self.has_parameter("class_names"):  # the model is start-only: the same on a second configure
@@ -167,13 +191,19 @@ class GraduncNode(LifecycleNode):
             f"{self._loaded.describe()} on {where}, {precision}; "
             f"score {computes}; {self._threshold.describe()}; {describe_transport()}; "
             f"input_reliability {self._input_reliability}; "
-            + "; ".join(f"{c.topic} -> {c.prefix}/{{{','.join(OUTPUTS)},camera_info}}" for c in self._cameras)
+            + "; ".join(
+                f"{c.topic} -> {c.prefix}/{{{','.join([*OUTPUTS, 'camera_info', *self._obstacles.topics(c)])}}}"
+                + (f" (depth {self._obstacles.depth[i].topic})" if i in self._obstacles.depth else "")
+                for i, c in enumerate(self._cameras)
+            )
         )
         if self._threshold.warning:
             self.get_logger().warning(self._threshold.warning)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
+            if self._worker is not None and self._worker.alive:  # a stop that timed out: never two workers
+                raise RuntimeError("the previous inference worker has not stopped (its last pass is still running)")
             self._scheduler.reopen()
             self._worker = InferenceWorker(self._scheduler, self._worker_hooks(), int(self._value("max_image_pixels")))
             self._worker.start()
@@ -218,9 +248,10 @@ class GraduncNode(LifecycleNode):
         if self._inputs is not None:
             self._inputs.stop()
         if self._worker is not None:
-            if not self._worker.stop(timeout=30.0):
+            if self._worker.stop(timeout=30.0):
+                self._worker = None
+            else:  # kept, so that activate refuses to start a second one beside it
                 self.get_logger().error("the inference worker did not stop within 30 s")
-            self._worker = None
         elif self._scheduler is not None:
             self._scheduler.stop()
 
@@ -234,6 +265,8 @@ class GraduncNode(LifecycleNode):
         """Everything configure made: publishers, timers, the model and its device memory."""
         for camera in self._cameras:
             destroy_output_publishers(self, camera)
+        if self._obstacles is not None:
+            self._obstacles.destroy()
         for publisher in self._latched:
             self.destroy_publisher(publisher)
         for timer in self._timers:
@@ -241,7 +274,7 @@ class GraduncNode(LifecycleNode):
         if self._status is not None:
             self._status.close()
         self._cameras, self._latched, self._timers = [], [], []
-        self._scheduler = self._inputs = self._status = None
+        self._scheduler = self._inputs = self._status = self._obstacles = None
         self._pipeline = self._loaded = self._assembly = None
         self._free_memory()
 
@@ -257,7 +290,9 @@ class GraduncNode(LifecycleNode):
             return self._pipeline, self._settings, self._threshold
 
     def _publish(self, camera: Camera, header, image, prediction, settings: RuntimeSettings, threshold) -> None:
-        publish_frame(camera, header, image, prediction, settings, threshold, self._loaded)
+        outputs = publish_frame(camera, header, image, prediction, settings, threshold, self._loaded)
+        mask = outputs["ood_mask"][0] if "ood_mask" in outputs else None
+        self._obstacles.publish(camera, header, prediction, mask, threshold.value, len(self._loaded.class_names))
         now = self.get_clock().now().nanoseconds
         stamp = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
         with self._scheduler.lock:
@@ -266,7 +301,8 @@ class GraduncNode(LifecycleNode):
 
     def _publish_status(self) -> None:
         device = str(self._pipeline.device) if self._pipeline is not None else "none"
-        self._status.publish(self._active, device, self._threshold.value is None)
+        worker_alive = self._worker is not None and self._worker.alive
+        self._status.publish(self._active, device, self._threshold.value is None, worker_alive)
 
     # --- parameters at run time ---------------------------------------------------------------------
 

@@ -135,6 +135,52 @@ PARAMETERS: dict[str, ParameterSpec] = {
         START_ONLY,
         _floats(0.1, 3600.0),
     ),
+    "depth_topics": ParameterSpec(
+        [""],
+        "depth images registered to the cameras (16UC1 mm or 32FC1 m, REP 118), one per camera in the order of "
+        "image_topics, '' for a camera without; ['']: none. Each gives <prefix>/obstacles (PointCloud2)",
+        START_ONLY,
+    ),
+    "depth_sync_tolerance": ParameterSpec(
+        0.0,
+        "seconds: 0 matches depth to a frame by equal stamps; above, the nearest within",
+        START_ONLY,
+        _floats(0.0, 1.0),
+    ),  # fmt: skip
+    "obstacle_decimation": ParameterSpec(
+        2,
+        "every n-th row and column of the mask (and of the semantic outputs) becomes points",
+        START_ONLY,
+        _ints(1, 64),
+    ),  # fmt: skip
+    "obstacle_min_range": ParameterSpec(0.3, "metres: nearer depth is no obstacle", START_ONLY, _floats(0.0, 1000.0)),
+    "obstacle_max_range": ParameterSpec(10.0, "metres: farther depth is no obstacle", START_ONLY, _floats(0.0, 1000.0)),
+    "publish_semantic": ParameterSpec(
+        False,
+        "also <prefix>/semantic_labels (OoD as the extra class 'ood'), <prefix>/confidence (mono8) and, with "
+        "depth, <prefix>/points (organised cloud), for Nav2's semantic segmentation layer",
+        START_ONLY,
+    ),
+    "confidence_scale": ParameterSpec(
+        1.0,
+        "confidence = 255 / (1 + exp((score - threshold) / confidence_scale)), in the score's units",
+        START_ONLY,
+        _floats(1e-6, 1e6),
+    ),  # fmt: skip
+    "ground_plane": ParameterSpec(
+        False,
+        "cameras without depth: each OoD component's footprint on a flat ground as <prefix>/obstacles",
+        START_ONLY,
+    ),  # fmt: skip
+    "camera_height": ParameterSpec(
+        0.0, "ground_plane: metres of the camera above the ground", START_ONLY, _floats(0.0, 100.0)
+    ),  # fmt: skip
+    "camera_pitch": ParameterSpec(
+        0.0, "ground_plane: radians the camera looks down (no roll)", START_ONLY, _floats(-1.5707, 1.5707)
+    ),  # fmt: skip
+    "obstacle_height": ParameterSpec(
+        0.3, "ground_plane: metres above the ground the footprint points are put", START_ONLY, _floats(0.0, 10.0)
+    ),  # fmt: skip
     "status_period": ParameterSpec(1.0, "seconds between /diagnostics messages", START_ONLY, _floats(0.1, 60.0)),
     "log_period": ParameterSpec(10.0, "seconds between summary log lines", START_ONLY, _floats(1.0, 3600.0)),
 }

@@ -14,10 +14,11 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
-from ..outputs import OUTPUTS, render_outputs
+from ..outputs import OOD_COLOUR, OUTPUTS, render_outputs
 from ..streams.cameras import Camera
 from ..streams.codec import array_to_message
 
+OOD_CLASS = "ood"  # the extra class of semantic_labels
 LATCHED = QoSProfile(
     depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
@@ -46,15 +47,17 @@ def has_subscribers(camera: Camera) -> bool:
     return any(publisher.get_subscription_count() for publisher in camera.publishers.values())
 
 
-def publish_class_map(node: LifecycleNode, cameras: list[Camera], loaded) -> list:
+def publish_class_map(node: LifecycleNode, cameras: list[Camera], loaded, with_ood: bool = False) -> list:
     """Class ids, names and colours, once per output prefix on latched topics (late joiners get them):
-    ``class_map`` (JSON) and, where vision_msgs is installed, ``label_info``.  Returns the publishers."""
-    classes = [
-        {"id": i, "name": name, "colour": list(colour)}
-        for i, (name, colour) in enumerate(zip(loaded.class_names, loaded.colours, strict=True))
-    ]
+    ``class_map`` (JSON) and, where vision_msgs is installed, ``label_info``; ``with_ood``: the extra class
+    ``ood`` (id = class count) of ``semantic_labels`` too.  Returns the publishers."""
+    names, colours = list(loaded.class_names), [list(c) for c in loaded.colours]
+    if with_ood:
+        names, colours = [*names, OOD_CLASS], [*colours, list(OOD_COLOUR)]
+    pairs = enumerate(zip(names, colours, strict=True))
+    classes = [{"id": i, "name": name, "colour": colour} for i, (name, colour) in pairs]
     text = json.dumps({"model": loaded.name, "classes": classes})
-    label_info = _label_info(loaded.class_names)
+    label_info = _label_info(tuple(names))
     publishers = []
     for camera in cameras:
         publisher = node.create_publisher(String, f"{camera.prefix}/class_map", LATCHED)
@@ -83,8 +86,9 @@ def image_message(array, encoding: str, header=None) -> Image:
     return array_to_message(array, encoding, Image, header)
 
 
-def publish_frame(camera: Camera, header, image, prediction, settings, threshold, loaded) -> None:
-    """One processed frame: every output image, and the camera's newest camera_info, under its header."""
+def publish_frame(camera: Camera, header, image, prediction, settings, threshold, loaded) -> dict:
+    """One processed frame: every output image, and the camera's newest camera_info, under its header.
+    Returns the outputs (``outputs.render_outputs``)."""
     mask = threshold.mask(settings.mask)
     outputs = render_outputs(image, prediction, len(loaded.class_names), mask, loaded.colours, settings.publish_overlay)
     for name, (array, encoding) in outputs.items():
@@ -94,3 +98,4 @@ def publish_frame(camera: Camera, header, image, prediction, settings, threshold
         republished = CameraInfo(**{field: getattr(info, field) for field in info.get_fields_and_field_types()})
         republished.header = header
         camera.publishers["camera_info"].publish(republished)
+    return outputs

@@ -10,6 +10,11 @@ from __future__ import annotations
 import os
 
 
+def uses_large_data() -> bool:
+    """This process runs Fast DDS's LARGE_DATA builtin transports."""
+    return "LARGE_DATA" in os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "").upper()
+
+
 def describe_transport() -> str:
     import rclpy
 

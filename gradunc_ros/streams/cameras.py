@@ -39,6 +39,7 @@ class Camera:
     inference_failed: int = 0  # decoded but not inferred (out of memory, inference error)
     lazy_skipped: int = 0  # not inferred: no output had a subscriber (parameter lazy)
     last_frame_at: float | None = None  # time.monotonic() of the newest frame
+    subscribed_at: float | None = None  # time.monotonic() of the subscription (the node's inputs set it)
     last_frame_size: str = ""  # "WxH encoding" (or the compressed format) of the newest frame
     processed_at_last_status: int = 0
     undecodable_at_last_status: int = 0
@@ -94,6 +95,7 @@ class Camera:
             "recent_inference_failed": self.inference_failed - self.failed_at_last_status,
             "recent_lazy_skipped": self.lazy_skipped - self.lazy_at_last_status,
             "seconds_since_frame": -1.0 if self.last_frame_at is None else time.monotonic() - self.last_frame_at,
+            "seconds_subscribed": -1.0 if self.subscribed_at is None else time.monotonic() - self.subscribed_at,
             "latency_p50_ms": float(np.percentile(latencies, 50)),
             "latency_p95_ms": float(np.percentile(latencies, 95)),
             "latency_p99_ms": float(np.percentile(latencies, 99)),
@@ -104,19 +106,26 @@ class Camera:
         return values
 
 
-def status_level(
-    values: dict[str, float],
-    stale_after: float,
-    offered: Sequence[str] = (),
-    subscribed: str = "",
-    last_frame: str = "",
-) -> tuple[str, str]:
-    """("ok" or "warn", message) for a camera's status values; a silent camera's message names the likely cause
-    from what the node sees: its publishers' offered reliability (``offered``), the reliability it subscribed
-    with (``subscribed``, "" while not subscribed) and the last frame that ever came (``last_frame``)."""
+@dataclass(frozen=True)
+class Transport:
+    """What the node knows of a camera's transport, for the silent-camera message."""
+
+    offered: Sequence[str] = ()  # the reliability each of its publishers offers
+    subscribed: str = ""  # the reliability it subscribed with, "" while not subscribed
+    last_frame: str = ""  # the last frame that ever came ("1280x720 rgb8 (2.8 MB)")
+    compressed: bool = False  # the camera topic is a CompressedImage one
+    large_data: bool = False  # this process runs Fast DDS's LARGE_DATA transports
+
+
+def status_level(values: dict[str, float], stale_after: float, transport: Transport = Transport()) -> tuple[str, str]:
+    """("ok" or "warn", message) for a camera's status values; a camera silent for ``stale_after`` (since its
+    last frame, or since it was subscribed) gets a message naming the likely cause (``silence``)."""
     silent = values["seconds_since_frame"]
+    subscribed_for = values.get("seconds_subscribed", -1.0)
+    if silent < 0 and 0 <= subscribed_for <= stale_after:
+        return "ok", "subscribed, waiting for the first frame"
     if silent < 0 or silent > stale_after:
-        return "warn", silence(silent, offered, subscribed, last_frame)
+        return "warn", silence(silent, transport)
     if values["recent_inference_failed"]:  # since the last status: a warning clears once frames are good again
         return "warn", "inference failed on frames (see the log)"
     if values["recent_undecodable"]:
@@ -126,36 +135,42 @@ def status_level(
     return "ok", "ok"
 
 
-TRANSPORT_REMEDIES = (
-    "a camera publishing reliable, compressed images (<topic>/compressed), or FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA "
-    "in every process of the system (README, Transport)"
-)
-
-
-def silence(silent: float, offered: Sequence[str], subscribed: str, last_frame: str) -> str:
+def silence(silent: float, transport: Transport) -> str:
     """Why a camera sends nothing, as far as the node can tell."""
     when = "no frames yet" if silent < 0 else f"no frames for {silent:.1f} s"
+    offered, subscribed = transport.offered, transport.subscribed
     if not offered:
         return f"{when}: waiting for a publisher" if not subscribed else f"{when}: no publisher"
     reliable = sum(r == "reliable" for r in offered)
-    last = f"; the last one was {last_frame}" if last_frame else ""
+    last = f"; the last one was {transport.last_frame}" if transport.last_frame else ""
     if subscribed == "reliable" and not reliable:
         return (
-            f"{when}: its {_count(len(offered), 'publisher')} offer best_effort and this node subscribes reliable, "
-            "which does not match them (input_reliability auto or best_effort)"
+            f"{when}: its {_count(len(offered), 'publisher offers', 'publishers offer')} best_effort and this "
+            "node subscribes reliable, which does not match them (input_reliability auto or best_effort)"
         )
     if subscribed == "best_effort":  # a best-effort reader gets best effort from any writer
-        offer = f"; {reliable} of them offer reliable (input_reliability auto or reliable)" if reliable else ""
+        remedies = ["a camera publishing reliable"] + (["compressed images (<topic>/compressed)"] if not
+                                                        transport.compressed else [])  # fmt: skip
+        if not transport.large_data:
+            remedies.append("FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA in every process of the system")
+        offer = ""
+        if reliable:
+            offer = f"; {_count(reliable, 'offers', 'offer')} reliable (input_reliability auto or reliable)"
         return (
-            f"{when} from {_count(len(offered), 'matched publisher')}, received best effort{last}{offer}: the "
-            "stock Fast DDS transports lose every fragmented best-effort frame of a large image; remedies: "
-            f"{TRANSPORT_REMEDIES}"
+            f"{when} from {_count(len(offered), 'matched publisher', 'matched publishers')}, received best effort"
+            f"{last}{offer}: best-effort frames too large for one datagram are lost whole when a fragment is; "
+            f"remedies: {', or '.join(remedies)} (README, Transport)"
         )
-    return f"{when} from {_count(len(offered), 'matched reliable publisher')}{last}: is the camera streaming?"
+    others = len(offered) - reliable
+    unmatched = f" ({_count(others, 'best-effort one does', 'best-effort ones do')} not match)" if others else ""
+    return (
+        f"{when} from {_count(reliable, 'matched reliable publisher', 'matched reliable publishers')}{unmatched}"
+        f"{last}: is the camera streaming?"
+    )
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
 
 
 def _frame_size(msg) -> str:

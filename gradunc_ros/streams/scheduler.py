@@ -15,7 +15,11 @@ it (relative: at shares of 25 % a 5-point lead is a fifth), so that cameras
 of equal standing still share one batch.  A camera ahead of the
 others waits a pass, which makes that pass shorter for the ones behind.
 Under no load every share is 1 and every pass takes every waiting frame, as
-before.
+before.  A frame that has waited ``MAX_WAIT`` joins the next pass whatever
+its camera's share: a slow or triggered camera's frame, which nothing
+replaces, would otherwise wait for as long as a faster camera stays behind
+(a camera faster than 2 Hz replaces its frame before then, so this does not
+touch the balance between them).
 
 Frames lost in a burst (``Camera.take_frame``: replaced right after they
 came, the transport having held them up) do not lower a share: no choice of
@@ -41,6 +45,7 @@ from dataclasses import dataclass
 from .cameras import Camera
 
 SHARE_WINDOW = 50  # frames per camera: about 2 s at 25 Hz, long enough to be steady, short enough to follow
+MAX_WAIT = 0.5  # seconds: a frame waiting this long joins the next pass whatever its camera's share
 SHARE_MARGIN = 0.05  # cameras whose served shares differ by at most this fraction of the lowest share a pass
 
 
@@ -95,7 +100,12 @@ class FrameScheduler:
             return []
         waiting.sort(key=lambda camera: (self.served_share(camera), camera.pending_since))
         lowest = self.served_share(waiting[0])
-        return [camera for camera in waiting if self.served_share(camera) <= lowest * (1 + self._margin) + 1e-9]
+        overdue = self._clock() - MAX_WAIT
+        return [
+            camera
+            for camera in waiting
+            if self.served_share(camera) <= lowest * (1 + self._margin) + 1e-9 or camera.pending_since <= overdue
+        ]
 
     def take(self, timeout: float = 0.5) -> list[Taken] | None:
         """Block until frames wait (the fair choice of them, removed from their slots) or until ``stop``

@@ -12,6 +12,7 @@ and log.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,6 +43,7 @@ class InferenceWorker:
         self._hooks = hooks
         self._max_pixels = max_pixels
         self._thread = threading.Thread(target=self._run, name="gradunc_inference", daemon=True)
+        self._unfinished: list[Camera] = []  # cameras of the pass in progress whose frame is not yet handed over
 
     def start(self) -> None:
         self._thread.start()
@@ -53,20 +55,29 @@ class InferenceWorker:
             self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def _run(self) -> None:
         while True:
-            taken = self._scheduler.take()
-            if taken is None:
-                return
-            if not taken:
-                continue
+            self._unfinished = []
             try:
-                self.run_pass(taken)
+                taken = self._scheduler.take()
+                if taken is None:
+                    return
+                self._unfinished = [item.camera for item in taken]
+                if taken:
+                    self.run_pass(taken)
             except Exception as error:  # noqa: BLE001 - one bad pass must not stop the node
                 if self._scheduler.stopping or self._hooks.shutting_down():  # stopping: no fault, just the end
                     return
-                self._fail([item.camera for item in taken], f"{type(error).__name__}: {error}")
-            del taken
+                try:  # the frames of the pass not yet handed over failed; the thread goes on
+                    self._fail(self._unfinished, f"{type(error).__name__}: {error}")
+                except Exception:  # noqa: BLE001, S110 - a failing log hook must not end the worker either
+                    pass
+                time.sleep(0.01)  # an error that repeats at once must not spin a core
+            taken = None
 
     def run_pass(self, taken: list[Taken]) -> None:
         """Decode, infer and hand over one pass's frames."""
@@ -79,11 +90,13 @@ class InferenceWorker:
             if not self._hooks.has_subscribers(camera):
                 with self._scheduler.lock:
                     camera.lazy_skipped += 1
+                self._finished(camera)
                 continue
             try:
                 image = self.decode(camera, item.message)
             except ImageDecodeError as error:
                 self._reject(camera, str(error))
+                self._finished(camera)
                 continue
             by_size.setdefault(image.shape, []).append((camera, item.message, image))
         for group in by_size.values():
@@ -111,15 +124,25 @@ class InferenceWorker:
             else:
                 height, width = group[0][2].shape[:2]
                 self._fail([group[0][0]], f"out of memory on a {width}x{height} frame (memory freed)")
+                self._finished(group[0][0])
             return
         for (camera, message, image), prediction in zip(group, predictions, strict=True):
             self._hooks.publish(camera, message.header, image, prediction, settings, threshold)
+            self._finished(camera)
+
+    def _finished(self, camera: Camera) -> None:
+        """The camera's frame of this pass is handed over or counted: a later error in the pass is not its."""
+        if camera in self._unfinished:
+            self._unfinished.remove(camera)
 
     def _fail(self, cameras: list[Camera], reason: str) -> None:
         with self._scheduler.lock:
             for camera in cameras:
                 camera.inference_failed += 1
-        self._hooks.error(f"{', '.join(camera.topic for camera in cameras)}: frame skipped: {reason}")
+        if cameras:
+            self._hooks.error(f"{', '.join(camera.topic for camera in cameras)}: frame skipped: {reason}")
+        else:
+            self._hooks.error(f"inference worker: {reason}")
 
     def _reject(self, camera: Camera, reason: str) -> None:
         with self._scheduler.lock:

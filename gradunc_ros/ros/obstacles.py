@@ -1,0 +1,135 @@
+"""OoD obstacles for planners: per camera a PointCloud2 of the OoD pixels (from a registered depth image, or
+on the ground plane without one) and, for Nav2's semantic segmentation layer, a pixel-aligned cloud with
+its label and confidence images.  The geometry is ``geometry/``; this module subscribes, matches depth to
+frames (``streams/depth_sync.py``), wraps the arrays in messages and counts what it refused.
+"""
+
+from __future__ import annotations
+
+import re
+
+from rclpy.lifecycle import LifecycleNode
+from sensor_msgs.msg import Image, PointCloud2, PointField
+
+from ..geometry.intrinsics import GeometryError, Intrinsics
+from ..geometry.obstacles import ObstacleSettings, frame_obstacles
+from ..imageio import ImageDecodeError
+from ..streams.cameras import Camera
+from ..streams.codec import image_array
+from ..streams.depth_sync import DepthFrames
+from .inputs import DepthInput
+from .publishing import image_message
+
+CLOUDS = ("obstacles", "points")
+IMAGES = ("semantic_labels", "confidence")
+
+
+def point_cloud(fields: dict, header) -> PointCloud2:
+    message = PointCloud2(**{k: v for k, v in fields.items() if k != "fields"})
+    message.fields = [PointField(name=n, offset=o, datatype=d, count=c) for n, o, d, c in fields["fields"]]
+    message.header = header
+    return message
+
+
+class ObstacleOutputs:
+    def __init__(
+        self, node: LifecycleNode, cameras: list[Camera], depth_topics: list[str], settings: ObstacleSettings,
+        tolerance: float, qos, lock,
+    ) -> None:  # fmt: skip
+        if depth_topics and len(depth_topics) != len(cameras):
+            raise ValueError(
+                f"depth_topics has {len(depth_topics)} entries for {len(cameras)} image_topics: give one per camera, "
+                "in their order ('' for a camera without depth)"
+            )
+        self._node = node
+        self._settings = settings
+        self._lock = lock
+        self.depth = {i: DepthInput(node.resolve_topic_name(t)) for i, t in enumerate(depth_topics) if t.strip()}
+        self._frames = {i: DepthFrames(tolerance) for i in self.depth}
+        self._index = {id(camera): i for i, camera in enumerate(cameras)}
+        self._publishers: dict[int, dict] = {}
+        self._refused: dict[int, int] = {}
+        self._said: set[tuple[int, str]] = set()
+        for i, camera in enumerate(cameras):
+            names = []
+            if i in self.depth or settings.ground_plane:
+                names.append("obstacles")
+            if settings.semantic:
+                names += (["points"] if i in self.depth else []) + list(IMAGES)
+            if names:
+                self._publishers[i] = {
+                    name: node.create_lifecycle_publisher(
+                        PointCloud2 if name in CLOUDS else Image, f"{camera.prefix}/{name}", qos
+                    )
+                    for name in names
+                }
+
+    def topics(self, camera: Camera) -> list[str]:
+        return list(self._publishers.get(self._index[id(camera)], {}))
+
+    def destroy(self) -> None:
+        for publishers in self._publishers.values():
+            for publisher in publishers.values():
+                self._node.destroy_lifecycle_publisher(publisher)
+        self._publishers = {}
+
+    def on_depth(self, camera: Camera, message) -> None:
+        with self._lock:
+            self._frames[self._index[id(camera)]].put(message)
+
+    def publish(self, camera: Camera, header, prediction, mask, threshold: float | None, num_classes: int) -> None:
+        """The obstacle outputs of one processed frame; input they cannot use is counted and said once per
+        kind of reason."""
+        index = self._index[id(camera)]
+        publishers = self._publishers.get(index)
+        if not publishers:
+            return
+        try:
+            depth = None
+            if index in self.depth:
+                with self._lock:
+                    message = self._frames[index].match(header)
+                if message is None:
+                    return  # counted as unmatched
+                if message.header.frame_id != header.frame_id:
+                    raise GeometryError(
+                        f"depth frame_id {message.header.frame_id!r} is not the image's {header.frame_id!r}: the "
+                        "depth must be registered to the colour camera"
+                    )
+                depth = (image_array(message), message.encoding)
+            camera_model = Intrinsics.from_camera_info(camera.info)
+            outputs = frame_obstacles(self._settings, camera_model, prediction, mask, threshold, num_classes, depth)
+        except (GeometryError, ImageDecodeError) as error:
+            self._refuse(index, camera, str(error))
+            return
+        for name, value in outputs.items():
+            if name in publishers:
+                message = point_cloud(value, header) if name in CLOUDS else image_message(*value, header)
+                publishers[name].publish(message)
+
+    def _refuse(self, index: int, camera: Camera, reason: str) -> None:
+        with self._lock:
+            self._refused[index] = self._refused.get(index, 0) + 1
+            kind = (index, re.sub(r"\d+", "#", reason))
+            first = kind not in self._said and len(self._said) < 256
+            self._said.add(kind)
+        if first:
+            self._node.get_logger().warning(f"{camera.topic}: no obstacles from this frame: {reason}")
+
+    def status(self, camera: Camera) -> tuple[dict[str, float], str]:
+        """(/diagnostics values, a warning or "") for a camera; call with the lock held."""
+        index = self._index[id(camera)]
+        if index not in self._publishers:
+            return {}, ""
+        values = {"obstacle_frames_refused": float(self._refused.get(index, 0))}
+        warning = ""
+        if index in self._frames:
+            frames = self._frames[index]
+            values |= {"depth_received": frames.received, "depth_matched": frames.matched,
+                       "depth_unmatched": frames.unmatched}  # fmt: skip
+            if frames.unmatched and not frames.matched:
+                warning = (
+                    f"no depth frame matched a camera frame ({frames.received} depth frames received): stamps "
+                    "differ (depth_sync_tolerance) or the depth topic is silent"
+                )
+        return values, warning

@@ -1,0 +1,52 @@
+"""A camera's depth frames, matched to its colour frames by stamp: exactly, or nearest within a tolerance.
+
+The depth image registered to a colour camera (depth_image_proc's register,
+or a driver's aligned depth) carries the colour frame's stamp, so exact
+matching is the default; drivers that stamp depth and colour apart need a
+tolerance (``depth_sync_tolerance``).  The newest ``KEEP`` depth frames are
+kept; a colour frame with no depth frame within the tolerance is counted as
+unmatched.  Plain Python: the node's depth callback puts, the worker matches,
+both under the scheduler's lock.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+KEEP = 30  # depth frames: 1 s at 30 Hz, more than the worker's delay behind the camera
+
+
+def stamp_ns(header) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+class DepthFrames:
+    def __init__(self, tolerance_s: float = 0.0, keep: int = KEEP) -> None:
+        self._frames: OrderedDict[int, object] = OrderedDict()
+        self._tolerance_ns = int(round(tolerance_s * 1e9))
+        self._keep = keep
+        self.received = 0
+        self.matched = 0
+        self.unmatched = 0
+
+    def put(self, message) -> None:
+        self.received += 1
+        self._frames[stamp_ns(message.header)] = message
+        self._frames.move_to_end(stamp_ns(message.header))
+        while len(self._frames) > self._keep:
+            self._frames.popitem(last=False)
+
+    def match(self, header) -> object | None:
+        """The depth frame of a colour frame's header (exact stamp, else the nearest within the tolerance),
+        or None, counted as unmatched."""
+        stamp = stamp_ns(header)
+        found = self._frames.get(stamp)
+        if found is None and self._tolerance_ns > 0 and self._frames:
+            nearest = min(self._frames, key=lambda s: abs(s - stamp))
+            if abs(nearest - stamp) <= self._tolerance_ns:
+                found = self._frames[nearest]
+        if found is None:
+            self.unmatched += 1
+        else:
+            self.matched += 1
+        return found
