@@ -154,7 +154,8 @@ def scene_depth_m():
 
 def depth_camera(args: argparse.Namespace) -> int:
     """rgb8 image, registered depth (``--encoding``) and camera_info of ``scene_depth_m``, equal stamps and
-    frame_id "depth_cam_optical", on <prefix>/image_raw, <prefix>/depth/image_raw, <prefix>/camera_info."""
+    frame_id "depth_cam_optical", on <prefix>/image_raw, <prefix>/depth/image_raw, <prefix>/camera_info;
+    prints the stamps it sent (JSON) at the end."""
     import numpy as np
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -185,9 +186,11 @@ def depth_camera(args: argparse.Namespace) -> int:
             print("the node did not subscribe within 30 s", file=sys.stderr)
             return 1
     k = [SCENE["fx"], 0.0, SCENE["cx"], 0.0, SCENE["fy"], SCENE["cy"], 0.0, 0.0, 1.0]
+    stamps = []
     try:
         for _ in range(args.count):
             stamp = node.get_clock().now().to_msg()
+            stamps.append(stamp.sec * 1_000_000_000 + stamp.nanosec)
             camera_info = CameraInfo(width=width, height=height, k=k, distortion_model="plumb_bob", d=[0.0] * 5)
             camera_info.header.stamp, camera_info.header.frame_id = stamp, "depth_cam_optical"
             info.publish(camera_info)
@@ -203,6 +206,7 @@ def depth_camera(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        print(json.dumps({"stamps": stamps}), flush=True)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

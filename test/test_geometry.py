@@ -156,5 +156,8 @@ def test_frame_obstacles_without_depth_use_the_ground_plane_when_asked() -> None
     cloud = read_cloud(frame_obstacles(ground, CAMERA, prediction, mask, 0.0, 9, None)["obstacles"])
     assert cloud.shape == (1, 10) and np.allclose(cloud["y"], 1.0)  # one point per column, on the ground
     assert np.allclose(cloud["z"], 1.0 * CAMERA.fy / (39 - CAMERA.cy), atol=1e-4)  # row 39's ray
+    mask[24, 50] = 255  # just below the horizon: its ray meets the ground 110 m away, beyond the range
+    far = read_cloud(frame_obstacles(ground, CAMERA, prediction, mask, 0.0, 9, None)["obstacles"])
+    assert far.shape == (1, 10) and far["z"].max() <= ground.max_range
     with pytest.raises(ValueError, match="camera_height"):
         ObstacleSettings(ground_plane=True)

@@ -33,7 +33,7 @@ def depth_node(random_erfnet: Path, ros_env: dict, tmp_path_factory: pytest.Temp
         "depth_topics": "[/depth_cam/depth/image_raw, /bad_cam/depth/image_raw]", "input_reliability": "reliable",
         "threshold": "-1.0e30",  # every pixel is OoD: the cloud is every pixel with valid depth
         "obstacle_decimation": "2", "obstacle_min_range": "0.3", "obstacle_max_range": "10.0",
-        "publish_semantic": "true", "status_period": "0.3", "lazy": "false",
+        "publish_semantic": "true", "status_period": "0.3",  # lazy, the default: the clouds are listened to
     }  # fmt: skip
     with node_running(parameters, ros_env, log) as process:
         yield process, log
@@ -42,20 +42,22 @@ def depth_node(random_erfnet: Path, ros_env: dict, tmp_path_factory: pytest.Temp
 @pytest.fixture(scope="module")
 def listener(depth_node):
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image, PointCloud2
 
     from gradunc_ros.ros.spinning import own_node
 
     with own_node("stock_cloud_listener") as (node, _executor):
-        got = {"clouds": [], "points": [], "labels": [], "depth_stamps": set(), "status": {}}
+        got = {"clouds": [], "points": [], "labels": [], "confidence": [], "status": {}}
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        # Only obstacle outputs are listened to (the node is lazy): the obstacle layer's cloud reliable, the
+        # semantic layer's three with sensor-data QoS, as that layer subscribes.
         node.create_subscription(PointCloud2, "/depth_cam/gradunc/obstacles", got["clouds"].append, qos)
-        node.create_subscription(PointCloud2, "/depth_cam/gradunc/points", got["points"].append, qos)
-        node.create_subscription(Image, "/depth_cam/gradunc/semantic_labels", got["labels"].append, qos)
-        node.create_subscription(
-            Image, "/depth_cam/depth/image_raw", lambda m: got["depth_stamps"].add(_stamp(m.header)), qos
-        )
+        node.create_subscription(PointCloud2, "/bad_cam/gradunc/obstacles", lambda _m: None, qos)
+        sensor = qos_profile_sensor_data
+        node.create_subscription(PointCloud2, "/depth_cam/gradunc/points", got["points"].append, sensor)
+        node.create_subscription(Image, "/depth_cam/gradunc/semantic_labels", got["labels"].append, sensor)
+        node.create_subscription(Image, "/depth_cam/gradunc/confidence", got["confidence"].append, sensor)
 
         def on_status(message) -> None:
             for entry in message.status:
@@ -88,11 +90,13 @@ def test_a_stock_depth_camera_gives_points_where_the_scene_is(listener, ros_env,
         len(got["clouds"]),
         got["status"].get("/depth_cam/image_raw"),
     )
-    assert camera.returncode == 0, camera.stderr.read()
+    out, err = camera.communicate()
+    assert camera.returncode == 0, err
+    sent = set(json.loads(out.strip().splitlines()[-1])["stamps"])
     metres = scene_depth_m()
     invalid_on_grid = 2 + (encoding == "32FC1")  # no return at (12, 22), 50 m beyond range at (40, 50), NaN at (14, 24)
     for message in got["clouds"]:
-        assert message.header.frame_id == "depth_cam_optical" and _stamp(message.header) in got["depth_stamps"]
+        assert message.header.frame_id == "depth_cam_optical" and _stamp(message.header) in sent
         cloud = read_cloud(_fields(message))[0]
         assert len(cloud) == math.ceil(SCENE["height"] / 2) * math.ceil(SCENE["width"] / 2) - invalid_on_grid
         u = np.rint(cloud["x"] / cloud["z"] * SCENE["fx"] + SCENE["cx"]).astype(int)
@@ -103,10 +107,11 @@ def test_a_stock_depth_camera_gives_points_where_the_scene_is(listener, ros_env,
         truth_x = (u - SCENE["cx"]) * truth_z / SCENE["fx"]
         truth_y = (v - SCENE["cy"]) * truth_z / SCENE["fy"]
         assert np.abs(cloud["x"] - truth_x).max() < 0.01 and np.abs(cloud["y"] - truth_y).max() < 0.01
-    organised = got["points"][-1]
-    labels = got["labels"][-1]
-    assert (organised.height, organised.width) == (labels.height, labels.width) == (24, 32)  # pixel-aligned
+    organised, labels, sure = got["points"][-1], got["labels"][-1], got["confidence"][-1]
+    shapes = {(m.height, m.width) for m in (organised, labels, sure)}
+    assert shapes == {(24, 32)} and len({_stamp(m.header) for m in (organised, labels, sure)}) == 1  # aligned
     assert set(np.frombuffer(bytes(labels.data), np.uint8)) == {9}  # every pixel OoD: the extra class "ood"
+    assert set(np.frombuffer(bytes(sure.data), np.uint8)) == {255}  # ood, with a threshold of -1e30: sure
 
 
 class BadCamera:
@@ -186,6 +191,6 @@ def test_depth_that_never_matches_is_counted_and_warned(listener, depth_node) ->
     before = unmatched()
     send = lambda: camera.send(k=GOOD_K, stamp_offset=7)  # noqa: E731 - depth stamped 7 s off the image
     assert spin_until(listener["node"], lambda: unmatched() >= before + 3, 30, publish=send), status.get(topic)
-    if status[topic]["depth_matched"] == 0:
-        assert "no depth frame matched a camera frame" in status[topic]["message"]
-    assert json.dumps(status[topic])  # the values are numbers /diagnostics carried
+    warned = "no depth frame matched the last"
+    assert spin_until(listener["node"], lambda: warned in status[topic]["message"], 10, publish=send), status[topic]
+    assert status[topic]["depth_matched"] > 0  # it had matched before: the warning is about the recent frames

@@ -16,8 +16,9 @@ Failure modes, by construction: an object that does not touch the ground in
 the image (hanging, or cut off by the image's lower edge, or hidden behind a
 nearer one) is placed where its lowest visible pixel's ray meets the ground,
 farther than it is; a slope or a wrong pitch moves every point, more the
-farther it is (with the camera 1 m high, a pitch 1 degree too steep puts a
-point seen at 10 m at 12.1 m); and a ground-plane projection marks what is seen at
+farther it is (with the camera 1 m high, a point seen at 10 m lands at 12.1 m
+when the configured pitch is 1 degree shallower than the camera's, at 8.5 m
+when it is 1 degree steeper); and a ground-plane projection marks what is seen at
 each frame, so a mask that shifts from frame to frame smears obstacles across
 the costmap (reported for Nav2's ground projection, navigation2 PR 3042):
 keep the obstacle layer's clearing on, and prefer depth where there is one.

@@ -1,7 +1,8 @@
 """The obstacle outputs of one frame, as plain arrays and cloud fields (the node wraps them in messages).
 
 - ``obstacles``: the OoD mask's pixels with valid depth (``projection.project_masked``), or without depth
-  their footprints on the ground plane (``ground``); x, y, z in the camera's optical frame, score, label;
+  their footprints on the ground plane (``ground``; one point per column of a component, not decimated);
+  x, y, z in the camera's optical frame, score, label; z (the optical axis) within the range limits;
 - ``points``: with depth, the organised cloud of every (decimated) pixel, NaN without depth, aligned with
   ``semantic_labels`` and ``confidence`` at the same decimation, for Nav2's semantic segmentation layer;
 - ``semantic_labels``: the class ids with OoD pixels set to one extra class, ``ood`` (id = class count);
@@ -95,6 +96,9 @@ def frame_obstacles(
             rows, cols, camera, settings.camera_height, settings.camera_pitch, settings.obstacle_height
         )
         rows, cols = rows[meets], cols[meets]
+        # the range limits as for depth, on the optical z: rays just below the horizon meet the ground far away
+        near = (xyz[:, 2] >= settings.min_range) & (xyz[:, 2] <= settings.max_range)
+        rows, cols, xyz = rows[near], cols[near], xyz[near]
         outputs["obstacles"] = obstacle_cloud(xyz, prediction.score[rows, cols], prediction.labels[rows, cols])
     if settings.semantic:  # decimated first: only the pixels published are computed
         kept_mask = None if mask is None else mask[::step, ::step]

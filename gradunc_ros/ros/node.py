@@ -170,8 +170,8 @@ class GraduncNode(LifecycleNode):
         depth_topics = [topic.strip() for topic in value("depth_topics")]
         if not any(depth_topics):
             depth_topics = []
-        tolerance = float(value("depth_sync_tolerance"))
-        return ObstacleOutputs(self, self._cameras, depth_topics, settings, tolerance, qos, self._scheduler.lock)
+        tolerance, wait = float(value("depth_sync_tolerance")), float(value("depth_wait"))
+        return ObstacleOutputs(self, self._cameras, depth_topics, settings, tolerance, wait, qos, self._scheduler.lock)
 
     def _declare_class_names(self, loaded) -> None:
         if not self.has_parameter("class_names"):  # the model is start-only: the same on a second configure
@@ -219,10 +219,15 @@ class GraduncNode(LifecycleNode):
     def _worker_hooks(self) -> WorkerHooks:
         lazy = bool(self._value("lazy"))
         logger = self.get_logger()
+        obstacles = self._obstacles
+
+        def listened(camera: Camera) -> bool:  # any output of the camera, the obstacle clouds included
+            return has_subscribers(camera) or obstacles.has_subscribers(camera)
+
         return WorkerHooks(
             current=self._current,
             publish=self._publish,
-            has_subscribers=has_subscribers if lazy else (lambda _camera: True),
+            has_subscribers=listened if lazy else (lambda _camera: True),
             error=lambda text: logger.error(text, throttle_duration_sec=5.0),
             warning=logger.warning,
             shutting_down=lambda: not self.context.ok(),
@@ -290,9 +295,11 @@ class GraduncNode(LifecycleNode):
             return self._pipeline, self._settings, self._threshold
 
     def _publish(self, camera: Camera, header, image, prediction, settings: RuntimeSettings, threshold) -> None:
-        outputs = publish_frame(camera, header, image, prediction, settings, threshold, self._loaded)
+        loaded, obstacles = self._loaded, self._obstacles
+        outputs = publish_frame(camera, header, image, prediction, settings, threshold, loaded)
         mask = outputs["ood_mask"][0] if "ood_mask" in outputs else None
-        self._obstacles.publish(camera, header, prediction, mask, threshold.value, len(self._loaded.class_names))
+        if obstacles is not None:  # None only after cleanup, for a worker that did not stop in time
+            obstacles.publish(camera, header, prediction, mask, threshold.value, len(loaded.class_names))
         now = self.get_clock().now().nanoseconds
         stamp = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
         with self._scheduler.lock:

@@ -7,6 +7,7 @@ frames (``streams/depth_sync.py``), wraps the arrays in messages and counts what
 from __future__ import annotations
 
 import re
+import time
 
 from rclpy.lifecycle import LifecycleNode
 from sensor_msgs.msg import Image, PointCloud2, PointField
@@ -34,8 +35,10 @@ def point_cloud(fields: dict, header) -> PointCloud2:
 class ObstacleOutputs:
     def __init__(
         self, node: LifecycleNode, cameras: list[Camera], depth_topics: list[str], settings: ObstacleSettings,
-        tolerance: float, qos, lock,
+        tolerance: float, wait: float, qos, lock,
     ) -> None:  # fmt: skip
+        """``tolerance``: seconds between a depth and a camera frame's stamps that still match; ``wait``: how
+        long a processed frame waits for its depth frame when none as new has come yet."""
         if depth_topics and len(depth_topics) != len(cameras):
             raise ValueError(
                 f"depth_topics has {len(depth_topics)} entries for {len(cameras)} image_topics: give one per camera, "
@@ -43,6 +46,7 @@ class ObstacleOutputs:
             )
         self._node = node
         self._settings = settings
+        self._wait = wait
         self._lock = lock
         self.depth = {i: DepthInput(node.resolve_topic_name(t)) for i, t in enumerate(depth_topics) if t.strip()}
         self._frames = {i: DepthFrames(tolerance) for i in self.depth}
@@ -63,6 +67,10 @@ class ObstacleOutputs:
                     )
                     for name in names
                 }
+
+    def has_subscribers(self, camera: Camera) -> bool:
+        publishers = self._publishers.get(self._index[id(camera)], {})
+        return any(publisher.get_subscription_count() for publisher in publishers.values())
 
     def topics(self, camera: Camera) -> list[str]:
         return list(self._publishers.get(self._index[id(camera)], {}))
@@ -87,8 +95,7 @@ class ObstacleOutputs:
         try:
             depth = None
             if index in self.depth:
-                with self._lock:
-                    message = self._frames[index].match(header)
+                message = self._depth_of(index, header)
                 if message is None:
                     return  # counted as unmatched
                 if message.header.frame_id != header.frame_id:
@@ -106,6 +113,18 @@ class ObstacleOutputs:
             if name in publishers:
                 message = point_cloud(value, header) if name in CLOUDS else image_message(*value, header)
                 publishers[name].publish(message)
+
+    def _depth_of(self, index: int, header):
+        """The frame's depth frame; while none as new as the frame has come, wait up to ``wait`` for it (a
+        driver or depth_image_proc may publish depth after colour)."""
+        frames = self._frames[index]
+        deadline = time.monotonic() + self._wait
+        while True:
+            with self._lock:
+                late = frames.may_still_come(header)
+                if not late or time.monotonic() >= deadline:
+                    return frames.match(header)
+            time.sleep(0.005)
 
     def _refuse(self, index: int, camera: Camera, reason: str) -> None:
         with self._lock:
@@ -127,9 +146,10 @@ class ObstacleOutputs:
             frames = self._frames[index]
             values |= {"depth_received": frames.received, "depth_matched": frames.matched,
                        "depth_unmatched": frames.unmatched}  # fmt: skip
-            if frames.unmatched and not frames.matched:
+            matched, unmatched = frames.recent()
+            if unmatched and not matched:  # since the last report: clears once depth matches again
                 warning = (
-                    f"no depth frame matched a camera frame ({frames.received} depth frames received): stamps "
-                    "differ (depth_sync_tolerance) or the depth topic is silent"
+                    f"no depth frame matched the last {unmatched} camera frames ({frames.received} depth frames "
+                    "received in all): stamps differ (depth_sync_tolerance) or the depth topic is silent"
                 )
         return values, warning

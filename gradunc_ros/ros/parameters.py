@@ -147,6 +147,12 @@ PARAMETERS: dict[str, ParameterSpec] = {
         START_ONLY,
         _floats(0.0, 1.0),
     ),  # fmt: skip
+    "depth_wait": ParameterSpec(
+        0.05,
+        "seconds a processed frame waits for its depth frame when none as new has come yet",
+        START_ONLY,
+        _floats(0.0, 1.0),
+    ),  # fmt: skip
     "obstacle_decimation": ParameterSpec(
         2,
         "every n-th row and column of the mask (and of the semantic outputs) becomes points",

@@ -28,6 +28,7 @@ class DepthFrames:
         self.received = 0
         self.matched = 0
         self.unmatched = 0
+        self._reported = (0, 0)  # matched, unmatched at the last ``recent``
 
     def put(self, message) -> None:
         self.received += 1
@@ -35,6 +36,17 @@ class DepthFrames:
         self._frames.move_to_end(stamp_ns(message.header))
         while len(self._frames) > self._keep:
             self._frames.popitem(last=False)
+
+    def may_still_come(self, header) -> bool:
+        """No depth frame as new as this frame (within the tolerance) has come yet."""
+        newest = next(reversed(self._frames), None)
+        return newest is None or newest < stamp_ns(header) - self._tolerance_ns
+
+    def recent(self) -> tuple[int, int]:
+        """(matched, unmatched) since the previous call."""
+        matched, unmatched = self.matched - self._reported[0], self.unmatched - self._reported[1]
+        self._reported = (self.matched, self.unmatched)
+        return matched, unmatched
 
     def match(self, header) -> object | None:
         """The depth frame of a colour frame's header (exact stamp, else the nearest within the tolerance),
