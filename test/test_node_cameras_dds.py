@@ -66,29 +66,33 @@ def overloaded_node(random_erfnet: Path, ros_env: dict, monitor, tmp_path_factor
 
 
 def _shares(monitor: Diagnostics, topics: list[str], before: dict) -> dict[str, float]:
+    """Per camera, the share of the frames the node could have taken that it processed: frames lost in a
+    burst (held up on the way, then replaced at once; on a busy machine the node's own executor bunches
+    them) were never the scheduler's to take, as streams/scheduler.py says."""
     shares = {}
     for topic in topics:
         now = monitor.counts(topic)
-        received = now["received"] - before[topic]["received"]
-        assert received > 50, (topic, received)
-        shares[topic] = (now["processed"] - before[topic]["processed"]) / received
+        delta = {key: now[key] - before[topic][key] for key in ("received", "processed", "dropped_in_bursts")}
+        takeable = delta["received"] - delta["dropped_in_bursts"]
+        assert takeable > 50, (topic, delta)
+        shares[topic] = delta["processed"] / takeable
     return shares
 
 
 @pytest.mark.parametrize(
-    "rates", [[12.0, 12.0], [10.0, 10.0, 20.0]], ids=["two_cameras_at_12_hz", "three_cameras_at_10_10_20_hz"]
+    "rates", [[12.0, 12.0], [8.0, 8.0, 16.0]], ids=["two_cameras_at_12_hz", "three_cameras_at_8_8_16_hz"]
 )
 def test_overloaded_every_camera_gets_about_the_same_share(overloaded_node, monitor, ros_env, rates) -> None:
     topics = FAIR_TOPICS[: len(rates)]
     spin_until(monitor.node, lambda: False, 1.0)  # the latest counts of every camera
     before = {topic: monitor.counts(topic) for topic in topics}
-    cameras = _cameras(ros_env, topics, rates, "--seconds", "12", "--reliable")
+    cameras = _cameras(ros_env, topics, rates, "--seconds", "15", "--reliable")
     assert spin_until(monitor.node, lambda: cameras.poll() is not None, 60), "the camera process did not end"
     assert cameras.returncode == 0, cameras.stderr.read()
     spin_until(monitor.node, lambda: False, 2.0)  # the node finishes its last pass and reports
     shares = _shares(monitor, topics, before)
     assert max(shares.values()) < 0.9, f"not overloaded: {shares}"
-    assert max(shares.values()) - min(shares.values()) <= 0.1 * max(shares.values()), shares
+    assert max(shares.values()) - min(shares.values()) <= 0.1 * max(shares.values()), (shares, monitor.latest)
     for topic in topics:  # per camera on /diagnostics: drops and latency
         values = monitor.counts(topic)
         assert values["dropped"] > 0 and values["latency_p50_ms"] > 0 and 0 < values["served_share"] < 1
