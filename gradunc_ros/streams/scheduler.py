@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 from .cameras import Camera
 
-SHARE_WINDOW = 50  # frames per camera: about 2 s at 25 Hz, long enough to be steady, short enough to follow
+SHARE_WINDOW = 100  # frames per camera: 4 s at 25 Hz; a share moves in steps of 1 %, fine enough at low shares
 MAX_WAIT = 0.5  # seconds: a frame waiting this long joins the next pass whatever its camera's share
 SHARE_MARGIN = 0.05  # cameras whose served shares differ by at most this fraction of the lowest share a pass
 
