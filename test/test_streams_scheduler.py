@@ -22,12 +22,17 @@ def cameras(count: int) -> list[Camera]:
     return [Camera(f"/cam{i}/image_raw", False, f"/cam{i}/gradunc", f"/cam{i}/camera_info") for i in range(count)]
 
 
-def replay(scheduler: FrameScheduler, clock: Clock, rates: list[float], cost, seconds: float = 60.0) -> None:
-    """Cameras at ``rates`` (Hz, phase-shifted by 3 ms each), a worker whose pass of n frames takes cost(n) s."""
+def replay(
+    scheduler: FrameScheduler, clock: Clock, rates: list[float], cost, seconds: float = 60.0, start: float = 0.0
+) -> None:
+    """Cameras at ``rates`` (Hz, phase-shifted by 3 ms each) from ``start``, a worker whose pass of n frames
+    takes cost(n) s."""
     arrivals = sorted(
-        (index * 0.003 + k / rate, index) for index, rate in enumerate(rates) for k in range(int(seconds * rate))
+        (start + index * 0.003 + k / rate, index)
+        for index, rate in enumerate(rates)
+        for k in range(int(seconds * rate))
     )
-    busy_until = 0.0
+    busy_until = start
     for at, index in arrivals:
         while busy_until <= at and any(c.pending is not None for c in scheduler.cameras):
             clock.now = busy_until
@@ -58,6 +63,20 @@ def test_every_camera_loses_about_the_same_share_when_overloaded(rates: list[flo
     got = shares(scheduler)
     assert max(got) < 0.9, f"not overloaded: {got}"
     assert max(got) - min(got) <= 0.1, got
+
+
+def test_a_camera_back_from_silence_starts_its_share_afresh() -> None:
+    """Two cameras overloaded at 12 Hz stop; 4 s later they return beside a third, new camera, at 5, 5 and
+    10 Hz.  Their old losses say nothing about now: carried over, they would put the two ahead of the new
+    camera for as long as their windows hold them (20 s at 5 Hz)."""
+    clock = Clock()
+    scheduler = FrameScheduler(cameras(3), clock=clock)
+    replay(scheduler, clock, [12.0, 12.0, 0.0], cost=lambda n: 0.08 * n, seconds=18.0)
+    before = [(camera.received, camera.processed) for camera in scheduler.cameras]
+    replay(scheduler, clock, [5.0, 5.0, 10.0], cost=lambda n: 0.08 * n, seconds=18.0, start=22.0)
+    got = [(c.processed - p) / (c.received - r) for c, (r, p) in zip(scheduler.cameras, before, strict=True)]
+    assert max(got) < 0.9, f"not overloaded: {got}"
+    assert max(got) - min(got) <= 0.1 * max(got), got
 
 
 def test_taking_every_waiting_frame_would_starve_the_fast_camera() -> None:

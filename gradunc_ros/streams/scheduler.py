@@ -21,6 +21,10 @@ replaces, would otherwise wait for as long as a faster camera stays behind
 (a camera faster than 2 Hz replaces its frame before then, so this does not
 touch the balance between them).
 
+A camera silent for ``FORGET_AFTER`` starts its share afresh: its losses
+from before say nothing about now, and carried over they would put it ahead
+of the cameras beside it for as long as its window holds them (20 s at 5 Hz).
+
 Frames lost in a burst (``Camera.take_frame``: replaced right after they
 came, the transport having held them up) do not lower a share: no choice of
 the worker's could have saved them, and holding the other cameras back for
@@ -46,6 +50,7 @@ from .cameras import Camera
 
 SHARE_WINDOW = 100  # frames per camera: 4 s at 25 Hz; a share moves in steps of 1 %, fine enough at low shares
 MAX_WAIT = 0.5  # seconds: a frame waiting this long joins the next pass whatever its camera's share
+FORGET_AFTER = 2.0  # seconds without a frame after which a camera's share starts afresh
 SHARE_MARGIN = 0.05  # cameras whose served shares differ by at most this fraction of the lowest share a pass
 
 
@@ -84,6 +89,8 @@ class FrameScheduler:
         with self.lock:
             now = self._clock()
             for camera, message in frames:
+                if camera.last_frame_at is not None and now - camera.last_frame_at > FORGET_AFTER:
+                    self._outcomes[id(camera)].clear()
                 if camera.take_frame(message, now) == "busy":
                     self._outcomes[id(camera)].append(0)  # lost because the worker was busy elsewhere
             self._wake.notify()
