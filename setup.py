@@ -34,6 +34,8 @@ setup(
         "onnx": ["onnx", "onnxruntime", "openvino"],
         # Models brought by the user from Hugging Face (the tests build a SegFormer from a config).
         "transformers": ["transformers"],
+        # gradunc-bag evaluate --engine ray: a fleet's bags on a Ray cluster (or a Ray started for the run).
+        "ray": ["ray>=2.9"],
     },
     # The shipped default model travels inside the package, so pip installs have it too.
     package_data={package_name: ["weights/*.safetensors", "weights/*.yaml", "weights/*.md"]},

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from gradunc_ros.imageio import read_label, read_rgb
-from gradunc_ros.streams.bags import read_messages, stamp_ns, topics_of
+from gradunc_ros.streams.bags import read_messages, topics_of
 from gradunc_ros.streams.codec import compressed_to_rgb, image_array, image_to_rgb
+from gradunc_ros.streams.stamps import stamp_ns
 
 pytestmark = pytest.mark.process
 
@@ -54,7 +55,10 @@ def test_images_to_bag_to_frames_is_bit_exact(
         decoded = compressed_to_rgb(frame) if compressed else image_to_rgb(frame)
         assert np.array_equal(decoded, read_rgb(path))
         assert np.array_equal(image_array(label), read_label(tiny_camvid / "val" / "labels" / f"{path.stem}.png"))
-        assert stamp_ns(frame) == stamp_ns(label) and stamp_ns(frame) - stamp_ns(frames[0]) == index * 200_000_000
+        assert (
+            stamp_ns(frame.header) == stamp_ns(label.header)
+            and stamp_ns(frame.header) - stamp_ns(frames[0].header) == index * 200_000_000
+        )
         assert frame.header.frame_id == "cam0"
 
 
@@ -89,14 +93,16 @@ def test_offline_evaluation_equals_gradunc_eval(tmp_path: Path, tiny_camvid: Pat
         assert summary["pixel"][key] == reference[key], key
     for key in ("siou", "ppv", "f1_mean"):
         assert summary["component"][key] == reference[key], key
-    outputs = topics_of(tmp_path / "out")
+    output_bag = Path(summary["per_bag"][next(iter(summary["per_bag"]))]["output_bag"])
+    assert output_bag.parent == tmp_path / "out" / "bags" and output_bag.name.startswith("in-")
+    outputs = topics_of(output_bag)
     assert set(outputs) == {"/camera/gradunc/labels", "/camera/gradunc/uncertainty", "/camera/gradunc/ood_mask"}
-    encodings = {t: m.encoding for t, _, m in read_messages(tmp_path / "out")}
+    encodings = {t: m.encoding for t, _, m in read_messages(output_bag)}
     assert encodings["/camera/gradunc/uncertainty"] == "32FC1" and encodings["/camera/gradunc/labels"] == "mono8"
     # The output bag also opens with the mcap package's own reader, topics typed as the node's.
     from mcap.reader import make_reader
 
-    with next((tmp_path / "out").glob("*.mcap")).open("rb") as handle:
+    with next(output_bag.glob("*.mcap")).open("rb") as handle:
         summary_ = make_reader(handle).get_summary()
     types = {c.topic: summary_.schemas[c.schema_id].name for c in summary_.channels.values()}
     assert types == dict.fromkeys(outputs, "sensor_msgs/msg/Image")

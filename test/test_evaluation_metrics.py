@@ -230,3 +230,47 @@ def test_an_siou_and_a_ppv_of_exactly_0_6_fall_below_the_benchmarks_0_6_tau() ->
     expected = {f"{t:.2f}": 1.0 if 0.6 >= t else 0.0 for t in taus}  # the benchmark's comparisons
     assert result["f1_per_tau"] == expected and expected["0.60"] == 0.0 and expected["0.55"] == 1.0
     assert result["f1_mean"] == pytest.approx(7 / 11)
+
+
+@pytest.mark.parametrize("ties", (False, True), ids=("distinct", "ties"))
+def test_counts_merged_over_groups_of_frames_equal_those_of_all_frames_at_once(ties: bool) -> None:
+    """As a fleet run merges its bags: the OoD scores of every group first, then each group's in-distribution
+    pixels, groups in any order (one with no OoD pixel at all); the same figures to the last bit, and the
+    component lists joined are those of all the frames."""
+    from gradunc_ros.evaluation.metrics import (
+        PixelCountsBuilder,
+        component_figures,
+        component_lists,
+        metrics_from_counts,
+        ood_scores_of,
+        strictly_above,
+    )
+
+    scores, labels = _random_frames(7, frames=7, ties=ties)
+    labels[2] = np.where(labels[2] == 1, 0, labels[2])  # a frame without OoD pixels
+    groups = [[0, 1, 2], [3], [4, 5, 6]]
+    builder = PixelCountsBuilder(
+        [s for g in groups for s in ood_scores_of([scores[i] for i in g], [labels[i] for i in g])]
+    )
+    for group in reversed(groups):
+        builder.add([scores[i] for i in group], [labels[i] for i in group])
+    merged = metrics_from_counts(builder.result())
+    assert merged == pixel_metrics(scores, labels)
+    threshold = strictly_above(merged["best_f1_threshold"])
+    siou, ppv = [], []
+    for group in groups:
+        group_siou, group_ppv = component_lists([scores[i] for i in group], [labels[i] for i in group], threshold, 5, 5)
+        siou, ppv = siou + group_siou, ppv + group_ppv
+    assert component_figures(siou, ppv, threshold) == component_metrics(scores, labels, min_pred=5, min_gt=5)
+    assert component_figures(siou, ppv, threshold)["gt_components"] > 0
+
+
+def test_the_builder_refuses_a_set_without_ood_or_in_distribution_pixels() -> None:
+    from gradunc_ros.evaluation.metrics import PixelCountsBuilder
+
+    with pytest.raises(ValueError, match="no OoD pixels"):
+        PixelCountsBuilder([np.empty(0, np.float32)])
+    builder = PixelCountsBuilder([np.ones(3, np.float32)])
+    builder.add([np.ones((2, 2), np.float32)], [np.ones((2, 2), np.uint8)])
+    with pytest.raises(ValueError, match="no in-distribution pixels"):
+        builder.result()

@@ -74,51 +74,82 @@ class PixelCounts:
         return self.fp / self.negatives
 
 
-def pixel_counts(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> PixelCounts:
-    """TP and FP at each distinct OoD score, and the exact AuROC, in two passes over the frames."""
-    positives = [score[label == 1] for score, label in _frames(scores, labels)]  # input dtype kept: no new ties
-    positive = np.sort(np.concatenate(positives)) if positives else np.empty(0, np.float32)
-    if positive.size == 0:
-        raise ValueError("no OoD pixels (label 1): the pixel metrics are undefined")
-    thresholds, first = np.unique(positive, return_index=True)  # ascending distinct OoD scores
-    # OoD pixels scoring >= each threshold: all from the first occurrence on.
-    tp = (positive.size - first).astype(np.float64)
-    # OoD pixels scoring <= thresholds[j - 1], for j = 0..m (index 0: none).
-    at_most = np.concatenate([first, [positive.size]])
+class PixelCountsBuilder:
+    """``pixel_counts`` in two phases, for data sets that never sit in memory at once (a fleet's bags).
 
-    def count_frame(frame: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, float, float, int]:
+    First every OoD score of the set (rare pixels: they are kept), then the in-distribution pixels of the
+    frames in any grouping and order (``add``), e.g. one bag at a time.  The counts are integers, so the
+    result is exactly ``pixel_counts`` of all the frames in one call.
+    """
+
+    def __init__(self, ood_scores: Sequence[np.ndarray]) -> None:
+        parts = [np.asarray(part).ravel() for part in ood_scores]
+        positive = np.sort(np.concatenate(parts)) if parts else np.empty(0, np.float32)  # dtype kept: no new ties
+        if positive.size == 0:
+            raise ValueError("no OoD pixels (label 1): the pixel metrics are undefined")
+        if np.isnan(positive).any():
+            raise ValueError("OoD scores contain NaN")
+        self._positives = int(positive.size)
+        self.thresholds, first = np.unique(positive, return_index=True)  # ascending distinct OoD scores
+        # OoD pixels scoring >= each threshold: all from the first occurrence on.
+        self._tp = (positive.size - first).astype(np.float64)
+        # OoD pixels scoring <= thresholds[j - 1], for j = 0..m (index 0: none).
+        self._at_most = np.concatenate([first, [positive.size]])
+        self._negatives_per_bin = np.zeros(self.thresholds.size + 1, dtype=np.int64)
+        self._greater = self._ties = self._negatives = 0
+
+    def _count_frame(self, frame: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, int, int, int]:
         score, label = frame
         negative = np.sort(np.asarray(score)[np.asarray(label) == 0])  # sorted keys: a fast search
+        thresholds, at_most = self.thresholds, self._at_most
         # bin j = number of thresholds <= s: the negative counts as FP for thresholds 0..j-1.
         bins = np.searchsorted(thresholds, negative, side="right")
         # Mann-Whitney: OoD pixels above each negative, and half of those equal to it.
         below_or_equal = at_most[bins]
         previous = np.maximum(bins - 1, 0)
         below = np.where((bins > 0) & (thresholds[previous] == negative), at_most[previous], below_or_equal)
-        greater = float(positive.size * negative.size - below_or_equal.sum(dtype=np.int64))
-        ties = float((below_or_equal - below).sum(dtype=np.int64))
+        greater = self._positives * negative.size - int(below_or_equal.sum(dtype=np.int64))
+        ties = int((below_or_equal - below).sum(dtype=np.int64))
         return np.bincount(bins, minlength=thresholds.size + 1), greater, ties, negative.size
 
-    negatives_per_bin = np.zeros(thresholds.size + 1, dtype=np.int64)
-    greater = ties = 0.0
-    negatives = 0
-    # NumPy's sort and search release the GIL: frames are counted on every core.
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for frame_bins, frame_greater, frame_ties, count in pool.map(count_frame, zip(scores, labels, strict=True)):
-            negatives_per_bin += frame_bins
-            greater, ties, negatives = greater + frame_greater, ties + frame_ties, negatives + count
-    auroc_sum = greater + 0.5 * ties
-    if negatives == 0:
-        raise ValueError("no in-distribution pixels (label 0): the pixel metrics are undefined")
-    fp = np.cumsum(negatives_per_bin[::-1])[::-1][1:].astype(np.float64)  # negatives >= thresholds[i]
-    return PixelCounts(
-        thresholds=thresholds[::-1],
-        tp=tp[::-1],
-        fp=fp[::-1],
-        positives=int(positive.size),
-        negatives=int(negatives),
-        auroc=auroc_sum / (positive.size * negatives),
-    )
+    def add(self, scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> None:
+        """The in-distribution pixels of these frames (their OoD pixels were in ``ood_scores``)."""
+        frames = _frames(scores, labels)
+        # NumPy's sort and search release the GIL: frames are counted on every core.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            for frame_bins, greater, ties, count in pool.map(self._count_frame, frames):
+                self._negatives_per_bin += frame_bins
+                self._greater, self._ties, self._negatives = (
+                    self._greater + greater,
+                    self._ties + ties,
+                    self._negatives + count,
+                )
+
+    def result(self) -> PixelCounts:
+        if self._negatives == 0:
+            raise ValueError("no in-distribution pixels (label 0): the pixel metrics are undefined")
+        fp = np.cumsum(self._negatives_per_bin[::-1])[::-1][1:].astype(np.float64)  # negatives >= thresholds[i]
+        auroc_sum = self._greater + 0.5 * self._ties
+        return PixelCounts(
+            thresholds=self.thresholds[::-1],
+            tp=self._tp[::-1],
+            fp=fp[::-1],
+            positives=self._positives,
+            negatives=self._negatives,
+            auroc=auroc_sum / (self._positives * self._negatives),
+        )
+
+
+def ood_scores_of(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The OoD pixels' scores of each frame (checked as every metric checks its frames)."""
+    return [score[label == 1] for score, label in _frames(scores, labels)]
+
+
+def pixel_counts(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> PixelCounts:
+    """TP and FP at each distinct OoD score, and the exact AuROC, in two passes over the frames."""
+    builder = PixelCountsBuilder(ood_scores_of(scores, labels))
+    builder.add(scores, labels)
+    return builder.result()
 
 
 def pixel_metrics(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> dict[str, float]:
@@ -205,13 +236,27 @@ def component_metrics(
     if threshold is None:  # the best-F1 mask (score >= t) as the benchmark's "score > d"
         best = pixel_metrics([s for s, _ in frames], [lab for _, lab in frames])["best_f1_threshold"]
         threshold = strictly_above(best)
+    siou, ppv = component_lists([s for s, _ in frames], [lab for _, lab in frames], threshold, min_pred, min_gt)
+    return component_figures(siou, ppv, threshold)
+
+
+def component_lists(
+    scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], threshold: float, min_pred: int, min_gt: int
+) -> tuple[list[float], list[float]]:
+    """The sIoU of every ground-truth component and the PPV of every predicted one, frame after frame:
+    lists of several groups of frames, joined in order, are those of all the frames."""
     all_siou: list[float] = []
     all_ppv: list[float] = []
-    for score, label in frames:
+    for score, label in _frames(scores, labels):
         siou, ppv = frame_components(score, label, threshold, min_pred, min_gt)
         all_siou += siou
         all_ppv += ppv
-    siou_arr, ppv_arr = np.asarray(all_siou), np.asarray(all_ppv)
+    return all_siou, all_ppv
+
+
+def component_figures(siou: Sequence[float], ppv: Sequence[float], threshold: float) -> dict[str, float]:
+    """Mean sIoU and PPV, and F1 at each tau, of the pooled component lists."""
+    siou_arr, ppv_arr = np.asarray(siou, dtype=np.float64), np.asarray(ppv, dtype=np.float64)
     f1 = {}
     for tau in TAUS:
         tp = int(np.count_nonzero(siou_arr >= tau))

@@ -33,6 +33,7 @@ from ..outputs import OUTPUTS
 from ..pipeline import free_device_memory
 from ..streams.cameras import Camera
 from ..streams.scheduler import FrameScheduler
+from ..streams.stamps import stamp_ns
 from ..streams.topics import camera_info_topic, output_prefixes
 from ..streams.worker import InferenceWorker, WorkerHooks
 from ..thresholds import ThresholdChoice
@@ -301,7 +302,7 @@ class GraduncNode(LifecycleNode):
         if obstacles is not None:  # None only after cleanup, for a worker that did not stop in time
             obstacles.publish(camera, header, prediction, mask, threshold.value, len(loaded.class_names))
         now = self.get_clock().now().nanoseconds
-        stamp = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        stamp = stamp_ns(header)
         with self._scheduler.lock:
             camera.processed += 1
             camera.latencies_ms.append((now - stamp) / 1e6)

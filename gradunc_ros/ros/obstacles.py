@@ -6,7 +6,6 @@ frames (``streams/depth_sync.py``), wraps the arrays in messages and counts what
 
 from __future__ import annotations
 
-import re
 import time
 
 from rclpy.lifecycle import LifecycleNode
@@ -18,6 +17,7 @@ from ..imageio import ImageDecodeError
 from ..streams.cameras import Camera
 from ..streams.codec import image_array
 from ..streams.depth_sync import DepthFrames
+from ..streams.reasons import ReasonLog
 from .inputs import DepthInput
 from .publishing import image_message
 
@@ -53,7 +53,7 @@ class ObstacleOutputs:
         self._index = {id(camera): i for i, camera in enumerate(cameras)}
         self._publishers: dict[int, dict] = {}
         self._refused: dict[int, int] = {}
-        self._said: set[tuple[int, str]] = set()
+        self._reasons = {i: ReasonLog() for i in range(len(cameras))}  # refusals said, per camera
         for i, camera in enumerate(cameras):
             names = []
             if i in self.depth or settings.ground_plane:
@@ -129,9 +129,7 @@ class ObstacleOutputs:
     def _refuse(self, index: int, camera: Camera, reason: str) -> None:
         with self._lock:
             self._refused[index] = self._refused.get(index, 0) + 1
-            kind = (index, re.sub(r"\d+", "#", reason))
-            first = kind not in self._said and len(self._said) < 256
-            self._said.add(kind)
+            first = self._reasons[index].first(reason)
         if first:
             self._node.get_logger().warning(f"{camera.topic}: no obstacles from this frame: {reason}")
 

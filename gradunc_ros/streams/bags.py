@@ -31,10 +31,6 @@ def header(stamp_ns: int, frame_id: str):
     return _Header(stamp=_Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000), frame_id=frame_id)
 
 
-def stamp_ns(message) -> int:
-    return int(message.header.stamp.sec) * 1_000_000_000 + int(message.header.stamp.nanosec)
-
-
 def _rosbags_image(**fields):
     """rosbags' sensor_msgs/Image, whose uint8[] fields are NumPy arrays."""
     return _Image(**{**fields, "data": np.frombuffer(fields["data"], dtype=np.uint8)})

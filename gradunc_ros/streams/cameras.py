@@ -7,7 +7,6 @@ changed under the scheduler's lock.
 
 from __future__ import annotations
 
-import re
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -15,7 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-MAX_REPORTED_REASONS = 64  # per camera; beyond it undecodable frames are still counted, no longer logged
+from .reasons import ReasonLog
+
 BURST_FRACTION = 0.25  # a frame replaced this soon (as a share of the usual gap between frames) came in a burst
 
 
@@ -47,7 +47,7 @@ class Camera:
     lazy_at_last_status: int = 0
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=600))
     arrival_gaps: deque = field(default_factory=lambda: deque(maxlen=32))  # seconds between frames
-    reported: set = field(default_factory=set)
+    reasons: ReasonLog = field(default_factory=ReasonLog)  # undecodable frames' reasons said so far
 
     def take_frame(self, msg, now: float | None = None) -> str:
         """A new frame replaces the one waiting (never a backlog).  Returns what became of the waiting one:
@@ -73,15 +73,9 @@ class Camera:
         return replaced
 
     def first_report(self, reason: str) -> bool:
-        """Count an undecodable frame; True when its kind of reason (numbers aside) is new and still
-        reported: frames whose sizes vary from frame to frame must neither flood the log nor grow this set
-        on a long run."""
+        """Count an undecodable frame; True when its kind of reason is new and still to be logged."""
         self.undecodable += 1
-        kind = re.sub(r"\d+", "#", reason)
-        if kind in self.reported or len(self.reported) >= MAX_REPORTED_REASONS:
-            return False
-        self.reported.add(kind)
-        return True
+        return self.reasons.first(reason)
 
     def status(self, period: float) -> dict[str, float]:
         """The counts and latencies for /diagnostics; the 'recent' ones since the previous call."""

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from .stamps import stamp_ns
+
 KEEP = 30  # depth frames: 1 s at 30 Hz, more than the worker's delay behind the camera
-
-
-def stamp_ns(header) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 class DepthFrames:

@@ -1,9 +1,10 @@
 """gradunc-bag: rosbag2 tools (mcap and sqlite3, through the pure-Python rosbags package).
 
 from-images  a folder of frames (and labels) to a bag
-evaluate     run the pipeline over a bag offline (no DDS), write the node's topics to an
-             output bag and score them against the label topic; or score a bag recorded
-             from the live node (--recorded)
+evaluate     run the pipeline over bags offline (no DDS): many at once (--workers, or
+             --engine ray), resumable; write the node's topics to one output bag per bag and
+             score them against the label topic, merged exactly over the set; or score bags
+             recorded from the live node (--recorded)
 play         publish a bag's image topics live with rclpy, at the recorded rate, or in
              lockstep with the node (--answer)
 record       write topics from the live node to a bag
@@ -22,11 +23,13 @@ from gradunc_ros.tools.common import (
     add_score_options,
     existing_folder,
     new_bag,
+    non_negative_float,
     non_negative_int,
     one_line_errors,
     output_file,
     positive_float,
     positive_int,
+    results_folder,
 )
 
 
@@ -45,9 +48,9 @@ def _from_images(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from gradunc_ros.tools.bag_offline import evaluate
+    from gradunc_ros.fleet.run import evaluate_fleet
 
-    return evaluate(args)
+    return evaluate_fleet(args)
 
 
 def _play(args: argparse.Namespace) -> int:
@@ -82,22 +85,42 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--max-frames", type=positive_int)
     convert.set_defaults(run=_from_images)
 
-    score = commands.add_parser("evaluate", help="run the pipeline over a bag offline and score it")
-    score.add_argument("bag", type=_existing_bag)
+    score = commands.add_parser(
+        "evaluate", help="run the pipeline over bags offline and score them (many at once, resumable)"
+    )
+    score.add_argument("bags", nargs="+", type=_existing_bag, metavar="BAG_OR_FOLDER",
+                       help="bags (folders with metadata.yaml, or .mcap files), or folders holding bags")  # fmt: skip
     score.add_argument("--topic", default="/camera/image_raw", help="camera topic (its /compressed form is found too)")
     score.add_argument("--label-topic", default="/camera/labels_gt")
     score.add_argument("--label-map", default="camvid", choices=("binary", "camvid"), help="label ids to 0/1/255")
+    score.add_argument(
+        "--allow-unlabelled", action="store_true",
+        help="evaluate a bag without the label topic (outputs and frame rows, no metrics) instead of failing it",
+    )  # fmt: skip
     score.add_argument("--recorded", action="store_true", help="score the node's recorded uncertainty topic instead")
-    score.add_argument("--out", type=new_bag, help="output bag with the node's topics (offline mode)")
-    score.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"))
+    score.add_argument(
+        "--out", type=results_folder,
+        help="results folder (new, or one of an earlier run with the same settings: done bags are skipped): "
+        "bags/ (one output bag per input bag), bags.jsonl, frames.jsonl, manifest.json",
+    )  # fmt: skip
+    score.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"), help="of the output bags")
     score.add_argument(
         "--threshold",
         type=float,
-        help="OoD mask threshold for the output bag (default: the one calibrated for the score with these weights)",
+        help="OoD mask threshold for the output bags (default: the one calibrated for the score with these weights)",
     )
     score.add_argument("--min-pred", type=non_negative_int, default=50)
     score.add_argument("--min-gt", type=non_negative_int, default=10)
     score.add_argument("--summary", type=output_file, help="also write the JSON summary here")
+    score.add_argument("--engine", default="local", choices=("local", "ray"), help="local processes, or Ray")
+    score.add_argument(
+        "--workers", type=positive_int,
+        help="bags at once (local default 1: in this process; ray default: this machine's cores / --cpus-per-task)",
+    )  # fmt: skip
+    score.add_argument("--address", help="Ray cluster to use (default: a Ray started for this run, then stopped)")
+    score.add_argument("--cpus-per-task", type=positive_float, default=1.0, help="CPUs each Ray task declares")
+    score.add_argument("--gpus-per-task", type=non_negative_float, default=0.0, help="GPUs each Ray task declares")
+    score.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     add_model_options(score)
     add_score_options(score)
     score.set_defaults(run=_evaluate)
@@ -144,8 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "evaluate" and not args.recorded and not args.out:
-        parser.error("evaluate needs --out (the output bag) unless --recorded")
+    if args.command == "evaluate":
+        if not args.recorded and not args.out:
+            parser.error("evaluate needs --out (the results folder, with the output bags) unless --recorded")
+        if args.address and args.engine != "ray":
+            parser.error("--address is for --engine ray")
+        if args.workers is None:
+            import os
+
+            args.workers = max(1, int((os.cpu_count() or 1) // args.cpus_per_task)) if args.engine == "ray" else 1
     return one_line_errors("gradunc-bag", lambda: args.run(args))
 
 

@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from gradunc_ros.streams.bags import COMPRESSED, IMAGE, TYPESTORE, BagWriter, stamp_ns
+from gradunc_ros.streams.bags import COMPRESSED, IMAGE, TYPESTORE, BagWriter
+from gradunc_ros.streams.stamps import stamp_ns
 
 
 class MatchTimeoutError(RuntimeError):
@@ -46,7 +47,7 @@ class Answers:
         self.stamps: dict[str, set[int]] = {topic: set() for topic in topics}
 
     def add(self, topic: str, message) -> None:
-        self.stamps[topic].add(stamp_ns(message))
+        self.stamps[topic].add(stamp_ns(message.header))
 
     def complete(self, stamp: int) -> bool:
         return all(stamp in seen for seen in self.stamps.values())
@@ -99,7 +100,7 @@ def play(args: argparse.Namespace) -> int:
             stamp = None
             if needs_stamps:  # otherwise the message goes out as recorded, never decoded
                 message = TYPESTORE.deserialize_cdr(raw, connection.msgtype)
-                recorded = stamp_ns(message)
+                recorded = stamp_ns(message.header)
                 # --restamp: stamps become live; a frame and its labels keep one stamp
                 stamp = stamps.setdefault(recorded, node.get_clock().now().nanoseconds if args.restamp else recorded)
                 if args.restamp:
@@ -157,7 +158,7 @@ def record(args: argparse.Namespace) -> int:
     def keep(topic: str, message, node) -> None:
         received.append((topic, node.get_clock().now().nanoseconds, message))
         if topic in seen:
-            seen[topic].add(stamp_ns(message))
+            seen[topic].add(stamp_ns(message.header))
 
     interrupted = False
     with own_node("gradunc_bag_record") as (node, executor):

@@ -71,6 +71,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    value = _number(float, text, 0.0, "a number >= 0")
+    if value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
 def p_value(text: str) -> float:
     """The exponent of the gradient norm, in the range the head and the node accept."""
     value = _number(float, text, P_MIN, f"a number from {P_MIN:g} to {P_MAX:g}")
@@ -119,6 +126,20 @@ def new_bag(text: str) -> Path:
     if path.exists():
         raise argparse.ArgumentTypeError(f"{text} already exists: give a new bag path (or remove the old bag)")
     return output_file(text)
+
+
+def results_folder(text: str) -> Path:
+    """A results folder: new (its parent must exist), or one that gradunc-bag evaluate wrote (to resume)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a results folder")
+    if path.is_dir() and any(path.iterdir()) and not (path / "manifest.json").is_file():
+        raise argparse.ArgumentTypeError(
+            f"{text} exists and holds no results of gradunc-bag evaluate: give a new folder (or an earlier run's)"
+        )
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder {path.parent} of {text} does not exist")
+    return path
 
 
 def existing_folder(text: str) -> Path:

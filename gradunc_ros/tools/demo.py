@@ -29,8 +29,9 @@ import numpy as np
 
 from gradunc_ros.overlay import blend, colourise
 from gradunc_ros.processes import end_with_parent, leave, python_module, raise_on_sigterm, stop
-from gradunc_ros.streams.bags import read_messages, stamp_ns
+from gradunc_ros.streams.bags import read_messages
 from gradunc_ros.streams.codec import image_array, image_to_rgb
+from gradunc_ros.streams.stamps import stamp_ns
 from gradunc_ros.tools.common import ToolParser, output_folder, positive_float, positive_int
 
 CAMERA = "/camera/image_raw"
@@ -82,12 +83,12 @@ def contact_sheet(input_bag: Path, output_bag: Path, out: Path, colours, stamps:
     sequence; ``stamps`` maps the input bag's stamps to the ones the player published."""
     outputs: dict[int, dict[str, np.ndarray]] = {}
     for topic, _, message in read_messages(output_bag, OUTPUTS):
-        outputs.setdefault(stamp_ns(message), {})[topic.rsplit("/", 1)[1]] = image_array(message)
+        outputs.setdefault(stamp_ns(message.header), {})[topic.rsplit("/", 1)[1]] = image_array(message)
     complete = sorted(s for s, o in outputs.items() if {"labels", "uncertainty"} <= set(o))
     chosen = set(complete[:: max(1, len(complete) // rows)][:rows])
     tiles = []
     for _, _, message in read_messages(input_bag, [CAMERA]):
-        stamp = stamps.get(stamp_ns(message))
+        stamp = stamps.get(stamp_ns(message.header))
         if stamp not in chosen:
             continue
         image, result = image_to_rgb(message), outputs[stamp]
@@ -127,9 +128,10 @@ def _tail(path: Path, lines: int = 5) -> str:
 
 
 def run_demo(args: argparse.Namespace, started: float) -> dict:
+    from gradunc_ros.fleet.bag_task import LABEL_MAPS, score_recorded, summarise
     from gradunc_ros.ros.isolation import join_graph, private_ros_env
     from gradunc_ros.ros.spinning import watch_diagnostics
-    from gradunc_ros.tools.bag_offline import LABEL_MAPS, frames_in, score_recorded, summarise, write_frames_bag
+    from gradunc_ros.tools.bag_offline import frames_in, write_frames_bag
 
     images, labels = find_frames(Path(args.input))
     out = args.out

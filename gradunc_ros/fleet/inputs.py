@@ -1,0 +1,77 @@
+"""The bags a fleet run evaluates: found under the paths given, named, and identified by their content."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+CHUNK = 4 << 20  # bytes read at a time while hashing
+HASH_CHARS = 16  # of the hex digest: 64 bits, no collision in any fleet's logs
+
+
+@dataclass(frozen=True)
+class BagInput:
+    path: Path
+    digest: str  # of the bag's content (every file of a bag folder, by relative name)
+
+    @property
+    def name(self) -> str:
+        """The output bag's and the rows' name for this bag: readable, and unique by the digest."""
+        stem = self.path.stem if self.path.is_file() else self.path.name
+        return f"{stem}-{self.digest[:8]}"
+
+
+def is_bag(path: Path) -> bool:
+    """A rosbag2 folder (metadata.yaml beside its storage files) or a bare .mcap file."""
+    return (path.is_dir() and (path / "metadata.yaml").is_file()) or (path.is_file() and path.suffix == ".mcap")
+
+
+def find_bags(paths: Iterable[Path], skip: Path | None = None) -> list[Path]:
+    """Each path that is a bag, and every bag under each folder that is not (sorted, each once), but none
+    under ``skip`` (the results folder, whose output bags may lie under a folder searched).  A path that
+    is neither is kept: its task reports it, as it reports any bag it cannot read."""
+    found: list[Path] = []
+    skipped = Path(skip).resolve() if skip is not None else None
+    for path in paths:
+        if is_bag(path) or not path.is_dir():
+            found.append(path)
+            continue
+        inside = [
+            p
+            for p in sorted(path.rglob("*"))
+            if is_bag(p) and not is_bag(p.parent) and (skipped is None or not p.resolve().is_relative_to(skipped))
+        ]
+        if not inside:
+            raise ValueError(f"{path} holds no bag (a folder with metadata.yaml, or an .mcap file)")
+        found += inside
+    unique: dict[Path, None] = {}
+    for path in found:
+        unique.setdefault(path.resolve(), None)
+    return list(unique)
+
+
+def content_digest(path: Path) -> str:
+    """BLAKE2b of a bag's bytes: of a bag folder, every file's relative name and content in name order."""
+    digest = hashlib.blake2b(digest_size=HASH_CHARS // 2)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode() + b"\0")
+        with file.open("rb") as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def bag_inputs(paths: Iterable[Path], skip: Path | None = None) -> list[BagInput]:
+    """The bags under ``paths`` (none under ``skip``) with their digests (a path that cannot be read gets
+    the digest of its name, so that it is still reported per bag)."""
+    inputs = []
+    for path in find_bags(paths, skip):
+        try:
+            digest = content_digest(path)
+        except OSError:
+            digest = hashlib.blake2b(str(path).encode(), digest_size=HASH_CHARS // 2).hexdigest()
+        inputs.append(BagInput(path, digest))
+    return inputs

@@ -1,0 +1,130 @@
+"""The results folder of a fleet run (``--out``): what is done, what each bag gave, and the run manifest.
+
+    manifest.json        the settings, the command, the engine, and every bag's path, digest and status
+    bags.jsonl           one row per bag (status, counts, frames/s, the bag's own metrics, or its error)
+    frames.jsonl         one row per frame of the bags that finished
+    bags/<name>/         one output bag per input bag (the node's topics)
+    logs/                what the local engine's worker processes printed (worker-N.log)
+    parts/<digest>/      a bag's own results: spec.json (what its task was asked), worker.json (where it
+                         ran), progress, frames.jsonl, labelled.npz and row.json, written last, so a bag
+                         counts as done only once all of it is there
+
+A rerun with the same settings skips the bags whose ``row.json`` says ok (by content digest, wherever
+the bag now lies) and tidies what a killed task left half-written; bags.jsonl and frames.jsonl are
+written anew from the parts, so nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+ROW = "row.json"
+FRAMES = "frames.jsonl"
+LABELLED = "labelled.npz"
+PROGRESS = "progress"
+WORKER = "worker.json"
+SPEC = "spec.json"
+
+
+def write_json_atomically(path: Path, value: object) -> None:
+    """Whole or not at all: a reader never sees half a file, even when the writer is killed."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(value, indent=1))
+    os.replace(partial, path)
+
+
+class ResultsFolder:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def open(self, settings: dict) -> None:
+        """Create the folder, or check that an existing one holds results of these settings."""
+        manifest = self.root / MANIFEST
+        if self.root.exists() and not manifest.is_file():
+            if any(self.root.iterdir()):
+                raise ValueError(f"{self.root} exists and holds no results of gradunc-bag evaluate: give a new folder")
+        elif manifest.is_file():
+            try:
+                earlier = json.loads(manifest.read_text())["settings"]
+            except (ValueError, KeyError) as error:
+                raise ValueError(f"{manifest} is unreadable ({error}): give a new folder") from None
+            changed = sorted(key for key in set(earlier) | set(settings) if earlier.get(key) != settings.get(key))
+            if changed:
+                raise ValueError(
+                    f"{self.root} holds results made with other settings ({', '.join(changed)}): "
+                    "give a new folder, or the same settings to resume"
+                )
+        (self.root / "parts").mkdir(parents=True, exist_ok=True)
+        (self.root / "bags").mkdir(exist_ok=True)
+
+    def part(self, digest: str) -> Path:
+        return self.root / "parts" / digest
+
+    def output_bag(self, name: str) -> Path:
+        return self.root / "bags" / name
+
+    def row(self, digest: str) -> dict | None:
+        """The bag's row if its task finished (ok or failed), else None."""
+        path = self.part(digest) / ROW
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def done(self, digest: str) -> bool:
+        row = self.row(digest)
+        return row is not None and row.get("status") == "ok"
+
+    def clear(self, digest: str, name: str) -> None:
+        """What an unfinished or failed task of this bag left (under this name, or the one it had then):
+        it runs again from the start."""
+        names = {name}
+        try:
+            names.add(json.loads((self.part(digest) / SPEC).read_text())["name"])
+        except (OSError, ValueError, KeyError):
+            pass
+        shutil.rmtree(self.part(digest), ignore_errors=True)
+        for earlier in names:
+            for leftover in (self.output_bag(earlier), self.output_bag("." + earlier + ".partial")):
+                shutil.rmtree(leftover, ignore_errors=True)
+        self.part(digest).mkdir(parents=True)
+
+    def frames_done(self, digest: str) -> int:
+        """How many frames the bag's task has been through (its progress file; 0 before it starts)."""
+        try:
+            return int((self.part(digest) / PROGRESS).read_text() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def frame_rows(self, digest: str) -> list[dict]:
+        with (self.part(digest) / FRAMES).open() as lines:
+            return [json.loads(line) for line in lines]
+
+    def write_tables(self, rows: Iterable[dict]) -> None:
+        """bags.jsonl from these rows, frames.jsonl from the parts of the ok ones (each bag once)."""
+        rows = list(rows)
+        with (self.root / "bags.jsonl.partial").open("w") as bags:
+            for row in rows:
+                bags.write(json.dumps(row) + "\n")
+        with (self.root / "frames.jsonl.partial").open("w") as frames:
+            for row in rows:
+                if row.get("status") == "ok":
+                    frames.write((self.part(row["digest"]) / FRAMES).read_text())
+        os.replace(self.root / "bags.jsonl.partial", self.root / "bags.jsonl")
+        os.replace(self.root / "frames.jsonl.partial", self.root / "frames.jsonl")
+
+    def write_manifest(self, settings: dict, run: dict, rows: Iterable[dict]) -> None:
+        bags = [
+            {key: row.get(key) for key in ("bag", "name", "digest", "status", "error", "output_bag")} for row in rows
+        ]
+        write_json_atomically(
+            self.root / MANIFEST,
+            {"tool": "gradunc-bag evaluate", "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **run,
+             "settings": settings, "bags": bags},
+        )  # fmt: skip

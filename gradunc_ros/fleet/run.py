@@ -1,0 +1,184 @@
+"""``gradunc-bag evaluate BAG_OR_FOLDER...``: plan, run on an engine, merge, report.
+
+The plan: every bag under the paths, by content digest (a bag given twice, or copied, counts once);
+those already done in the results folder with these settings are skipped.  The run: one task per bag on
+the engine asked for, with one progress bar over bags and frames.  The report: bags.jsonl, frames.jsonl
+and manifest.json in the folder, the summary (the set's merged ``pixel`` and ``component`` metrics, each
+bag's own beside them), and, when any bag failed, exit code 1 with a one-line account.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from gradunc_ros.streams.bags import topics_of
+from gradunc_ros.uncertainty.settings import SETTING_FIELDS
+
+from . import engines
+from .bag_task import camera_topic, latency_figures
+from .inputs import BagInput, bag_inputs
+from .merge import merged_metrics
+from .results import SPEC, ResultsFolder
+
+# Options that decide a bag's results (the rest say how the run goes): a results folder keeps one set.
+# (--allow-unlabelled only decides whether a bag without labels fails, and a failed bag is never done.)
+RUN_KEYS = {"bags", "out", "summary", "engine", "workers", "address", "cpus_per_task", "gpus_per_task",
+            "command", "run", "threads", "progress", "allow_unlabelled"}  # fmt: skip
+# Options the model, pipeline and threshold are assembled from (a worker process loads them once).
+MODEL_KEYS = {"model", "weights", "card", "model_path", "num_classes", "device", "input_size", "backend",
+              "precision", "threads", "threshold", *(field.name for field in SETTING_FIELDS)}  # fmt: skip
+
+
+def settings_of(args: argparse.Namespace) -> dict:
+    """What the results depend on, with the weights' digest (the same path may hold retrained weights)."""
+    settings = {k: v for k, v in sorted(vars(args).items()) if k not in RUN_KEYS}
+    weights = Path(args.weights) if args.weights else None
+    if weights is not None and weights.is_file():
+        settings["weights_digest"] = hashlib.blake2b(weights.read_bytes(), digest_size=8).hexdigest()
+    return json.loads(json.dumps(settings))  # as the manifest holds them (tuples become lists)
+
+
+def _frame_count(bag: BagInput, topic: str) -> int:
+    """Camera frames in the bag, from its index (0 where it cannot be read: its task will say why)."""
+    try:
+        from rosbags.rosbag2 import Reader
+
+        camera = camera_topic(topic, topics_of(bag.path), bag.path)
+        with Reader(bag.path) as reader:
+            return sum(c.msgcount for c in reader.connections if c.topic == camera)
+    except Exception:  # noqa: BLE001 - counted for the progress bar only
+        return 0
+
+
+def _threads(args: argparse.Namespace) -> int:
+    """CPU threads per task: as asked, else the cores shared among the tasks at once (2 workers on 2 cores
+    each get 1, not 2 each fighting over both)."""
+    if args.threads:
+        return args.threads
+    if args.engine == "ray":
+        return max(1, int(args.cpus_per_task))
+    return max(1, (os.cpu_count() or 1) // args.workers)
+
+
+def evaluate_fleet(args: argparse.Namespace) -> int:
+    from gradunc_ros.processes import raise_on_sigterm
+
+    raise_on_sigterm()  # a SIGTERM (a timeout, a supervisor) stops the workers, or the Ray started here, too
+    if args.engine == "ray":
+        engines.require_ray()  # before any work
+    settings = settings_of(args)
+    bags = bag_inputs((Path(p) for p in args.bags), skip=args.out)
+    scratch = None
+    if args.out is None:  # --recorded without a folder: results live for this run only
+        scratch = Path(tempfile.mkdtemp(prefix="gradunc-bag-"))
+    folder = ResultsFolder(args.out or scratch)
+    try:
+        folder.open(settings)
+        return _run(args, settings, bags, folder)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, settings: dict, bags: list[BagInput], folder: ResultsFolder) -> int:
+    unique: dict[str, BagInput] = {}
+    for bag in bags:
+        if bag.digest in unique:
+            same = unique[bag.digest].path
+            print(f"gradunc-bag: {bag.path} has the content of {same}: counted once", file=sys.stderr)
+        unique.setdefault(bag.digest, bag)
+    todo = [bag for bag in unique.values() if not folder.done(bag.digest)]
+    if len(todo) < len(unique):
+        print(f"gradunc-bag: {len(unique) - len(todo)} of {len(unique)} bag(s) already done in {folder.root}: skipped",
+              file=sys.stderr)  # fmt: skip
+    options = {**settings, "threads": _threads(args), "allow_unlabelled": args.allow_unlabelled}
+    specs = []
+    for bag in todo:
+        folder.clear(bag.digest, bag.name)
+        specs.append({"bag": str(bag.path), "name": bag.name, "digest": bag.digest,
+                      "part": str(folder.part(bag.digest)), "output_bag": str(folder.output_bag(bag.name)),
+                      "options": options, "model_keys": sorted(MODEL_KEYS)})  # fmt: skip
+        (folder.part(bag.digest) / SPEC).write_text(json.dumps(specs[-1], indent=1))
+    rows = {bag.digest: folder.row(bag.digest) for bag in unique.values() if folder.done(bag.digest)}
+    frames_total = sum(_frame_count(bag, args.topic) for bag in unique.values())
+    done_before = sum(row.get("frames", 0) for row in rows.values())
+    bar = tqdm(total=frames_total, initial=done_before, unit="frame", desc="bags", disable=not args.progress)
+
+    def poll() -> None:
+        running = sum(folder.frames_done(spec["digest"]) for spec in specs if spec["digest"] not in rows)
+        finished = sum(rows[d].get("frames", 0) for d in rows if rows[d].get("status") == "ok")
+        bar.n = min(frames_total, finished + running) if frames_total else 0
+        failed = sum(row["status"] != "ok" for row in rows.values())
+        bar.set_postfix_str(f"{len(rows)}/{len(unique)} bags" + (f", {failed} failed" if failed else ""))
+
+    def finished(spec: dict, row: dict) -> None:
+        rows[spec["digest"]] = row
+        if row["status"] != "ok" and len(unique) > 1:  # as it happens; one bag's is the run's account below
+            tqdm.write(f"gradunc-bag: {spec['name']} failed: {row['error']}", file=sys.stderr)
+        poll()
+
+    started = time.monotonic()  # the engine's time: workers' (or Ray's) start-up and model loading included
+    try:
+        if args.engine == "ray":
+            engines.run_ray(specs, args.address, args.workers, args.cpus_per_task, args.gpus_per_task, finished, poll)
+        elif args.workers > 1:
+            engines.run_local(specs, args.workers, folder.root / "logs", finished, poll)
+        else:
+            engines.run_in_process(specs, finished, poll)
+    finally:
+        bar.close()
+    seconds = time.monotonic() - started
+    ordered = [rows[bag.digest] for bag in unique.values() if bag.digest in rows]
+    ran = {spec["digest"] for spec in specs}
+    summary = _summary(args, ordered, folder, seconds, sum(rows[d].get("frames", 0) for d in ran if d in rows))
+    folder.write_tables(ordered)
+    run = {"command": ["gradunc-bag", *sys.argv[1:]], "engine": args.engine, "workers": args.workers,
+           "address": args.address, "seconds": round(seconds, 3)}  # fmt: skip
+    folder.write_manifest(settings, run, ordered)
+    text = json.dumps(summary, indent=1)
+    if args.summary:
+        Path(args.summary).write_text(text)
+    print(text)
+    failed = [row for row in ordered if row["status"] != "ok"]
+    if failed:
+        first = failed[0]
+        more = f"; all in {folder.root / 'bags.jsonl'}" if len(failed) > 1 and args.out else ""
+        print(f"gradunc-bag: {len(failed)} of {len(ordered)} bag(s) failed ({first['name']}: {first['error']}{more})",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
+def _summary(
+    args: argparse.Namespace, rows: list[dict], folder: ResultsFolder, seconds: float, frames_run: int
+) -> dict:
+    ok = [row for row in rows if row["status"] == "ok"]
+    summary = {
+        "bags": len(rows), "bags_ok": len(ok), "bags_failed": len(rows) - len(ok),
+        "frames_scored": sum(row["frames_scored"] for row in ok),
+        "frames_with_labels": sum(row["frames_with_labels"] for row in ok),
+        "frames_per_s": round(frames_run / seconds, 3) if seconds and frames_run else None,
+    }  # fmt: skip
+    latencies = [
+        frame["latency_ms"] for row in ok for frame in folder.frame_rows(row["digest"]) if "latency_ms" in frame
+    ]
+    if latencies:  # of a recorded bag's frames: stamp to the node's output being recorded
+        summary["latency_ms"] = latency_figures(latencies)
+    summary.update(merged_metrics([folder.part(row["digest"]) for row in ok], args.min_pred, args.min_gt))
+    own = ("frames", "frames_scored", "frames_with_labels", "undecodable", "frames_per_s", "latency_ms", "pixel",
+           "component", "metrics_error", "output_bag", "error")  # fmt: skip
+    summary["per_bag"] = {row["name"]: {"bag": row["bag"], "status": row["status"],
+                                        **{k: row[k] for k in own if k in row}} for row in rows}  # fmt: skip
+    if folder.root.exists() and args.out:
+        summary["results"] = str(folder.root)
+    return summary
