@@ -12,7 +12,8 @@ frames/s; and the engine's frames/s (the summary's ``frames_per_s``: frames
 over the time from handing the bags to the engine until the last came back,
 so the workers' or Ray's start-up and model loading are in, hashing and
 merging not).  The merged metrics of every configuration are compared with
-the first's.
+the first's.  With a Ray configuration, Ray's own cost is timed apart too: a
+local ``ray.init`` as the engine starts it, and ``ray.shutdown``.
 """
 
 from __future__ import annotations
@@ -79,7 +80,24 @@ def main() -> int:
             print(
                 f"| {engine} | {workers} | {wall:.1f} | {frames / wall:.2f} | {summary['frames_per_s']:.2f} | {same} |"
             )
+    if any(config.startswith("ray:") for config in args.configs.split(",")):
+        _time_ray()
     return 0
+
+
+def _time_ray() -> None:
+    """Ray's own cost: a local ``ray.init`` as the engine starts it, and ``ray.shutdown``."""
+    import logging
+
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    started = time.monotonic()
+    ray.init(num_cpus=2, object_store_memory=128 << 20, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.WARNING)  # fmt: skip
+    ready = time.monotonic()
+    ray.shutdown()
+    print(f"Ray alone: ray.init {ready - started:.1f} s, ray.shutdown {time.monotonic() - ready:.1f} s")
 
 
 if __name__ == "__main__":

@@ -161,6 +161,14 @@ def raising_factory() -> nn.Module:
     raise RuntimeError("the checkpoint server is unreachable")
 
 
+def hanging_factory() -> nn.Module:
+    """A factory stuck as a model server that never answers is (bounded: 10 minutes)."""
+    import time
+
+    time.sleep(600)
+    raise RuntimeError("the model server never answered")
+
+
 def not_a_model() -> str:
     return "a model"
 

@@ -78,6 +78,7 @@ def test_bag_evaluate_mistakes(tmp_path: Path, bag: Path) -> None:
     _refused(_tool("bag", "evaluate", str(bag), "--recorded", "--no-progress"), "holds no node outputs")
     _refused(_tool("bag", "evaluate", str(bag), "--weights", "random", "--out", str(bag)), "holds no results of")
     _refused(_tool("bag", "evaluate", str(bag), "--recorded", "--address", "auto"), "--address is for --engine ray")
+    _refused(_tool("bag", "evaluate", str(bag), "--recorded", "--cpus-per-task", "2"), "--cpus-per-task is for")
 
 
 def test_number_arguments_out_of_range(tmp_path: Path, tiny_camvid: Path, image: Path) -> None:

@@ -1,5 +1,5 @@
-"""The core (uncertainty, models, evaluation, pipeline, assembly, the deployment runtimes, geometry, streams) runs
-without ROS: importing it loads no ROS module."""
+"""The core (uncertainty, models, evaluation, pipeline, assembly, the deployment runtimes, geometry, streams, the
+fleet evaluation) runs without ROS: importing it loads no ROS module."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ def test_importing_the_core_loads_no_ros_module() -> None:
         " gradunc_ros.evaluation.runner, gradunc_ros.evaluation.report, gradunc_ros.pipeline, gradunc_ros.assembly,"
         " gradunc_ros.deploy.onnx_export, gradunc_ros.deploy.onnx_model, gradunc_ros.deploy.onnx_tail,"
         " gradunc_ros.geometry.obstacles, gradunc_ros.streams.worker, gradunc_ros.streams.depth_sync,"
-        " gradunc_ros.streams.bags, gradunc_ros.streams.topics;"
+        " gradunc_ros.streams.bags, gradunc_ros.streams.topics, gradunc_ros.fleet.run, gradunc_ros.fleet.bag_task,"
+        " gradunc_ros.fleet.ray_reaper;"
         f"loaded = sorted(m for m in sys.modules if m.split('.')[0].startswith({ROS_MODULES!r}));"
         "print(loaded); sys.exit(1 if loaded else 0)"
     )

@@ -112,9 +112,10 @@ class PixelCountsBuilder:
         ties = int((below_or_equal - below).sum(dtype=np.int64))
         return np.bincount(bins, minlength=thresholds.size + 1), greater, ties, negative.size
 
-    def add(self, scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> None:
-        """The in-distribution pixels of these frames (their OoD pixels were in ``ood_scores``)."""
-        frames = _frames(scores, labels)
+    def add(self, scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], checked: bool = False) -> None:
+        """The in-distribution pixels of these frames (their OoD pixels were in ``ood_scores``);
+        ``checked``: the frames passed ``ood_scores_of`` already."""
+        frames = zip(scores, labels, strict=True) if checked else _frames(scores, labels)
         # NumPy's sort and search release the GIL: frames are counted on every core.
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             for frame_bins, greater, ties, count in pool.map(self._count_frame, frames):
@@ -148,7 +149,7 @@ def ood_scores_of(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]) ->
 def pixel_counts(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> PixelCounts:
     """TP and FP at each distinct OoD score, and the exact AuROC, in two passes over the frames."""
     builder = PixelCountsBuilder(ood_scores_of(scores, labels))
-    builder.add(scores, labels)
+    builder.add(scores, labels, checked=True)
     return builder.result()
 
 

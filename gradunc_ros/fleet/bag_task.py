@@ -6,7 +6,9 @@ The task reads the bag with rosbags (CDR decoded in Python), runs the pipeline a
 on each camera frame, writes the node's topics to an output bag (the arrays of ``outputs.render_outputs``,
 the threshold rule of ``thresholds.py``), and leaves its results in its part folder (``results.py``): the
 frame rows, the labelled frames' score and label maps (what the merged metrics need), and last its row.
-Whatever goes wrong goes into the row as this bag's error; the task never takes the run down with it.
+Memory stays at a frame's worth however long the bag: labels wait on disk for their frames, and each
+labelled frame goes to disk as it is scored.  Whatever goes wrong goes into the row as this bag's error;
+the task never takes the run down with it.
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ import argparse
 import functools
 import json
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
+from gradunc_ros.errors import first_line
 from gradunc_ros.evaluation.datasets import CAMVID_OOD_LABELS, IDENTITY_OOD
-from gradunc_ros.evaluation.metrics import component_metrics, pixel_metrics
 from gradunc_ros.imageio import ImageDecodeError
 from gradunc_ros.outputs import render_outputs
 from gradunc_ros.streams.bags import COMPRESSED, BagWriter, image_message, read_messages, topics_of
@@ -31,7 +36,8 @@ from gradunc_ros.streams.codec import compressed_to_rgb, image_array, image_to_r
 from gradunc_ros.streams.stamps import stamp_ns
 from gradunc_ros.streams.topics import output_topics
 
-from .results import FRAMES, LABELLED, PROGRESS, ROW, WORKER, write_json_atomically
+from .merge import merged_metrics
+from .results import FRAMES, LABELLED, OOD_SCORES, PROGRESS, ROW, WORKER, write_json_atomically
 
 LABEL_MAPS = {"camvid": CAMVID_OOD_LABELS, "binary": IDENTITY_OOD}
 PROGRESS_PERIOD = 0.2  # seconds between writes of the progress file
@@ -45,7 +51,7 @@ def readable_topics(bag: Path) -> dict[str, str]:
     try:
         return topics_of(bag)
     except Exception as error:  # noqa: BLE001 - rosbags says "not a bag" in several ways
-        raise BagError(f"{bag} is not a readable rosbag2 bag ({type(error).__name__}: {error})") from None
+        raise BagError(f"{bag} is not a readable rosbag2 bag ({type(error).__name__}: {first_line(error)})") from None
 
 
 def camera_topic(topic: str, available: dict[str, str], bag: Path) -> str:
@@ -57,47 +63,19 @@ def camera_topic(topic: str, available: dict[str, str], bag: Path) -> str:
     return topic
 
 
+def frames_topic(options: dict, available: dict[str, str], bag: Path) -> str:
+    """The topic whose messages are the bag's frames: the camera's, or for ``recorded`` the node's
+    uncertainty output."""
+    if not options["recorded"]:
+        return camera_topic(options["topic"], available, bag)
+    uncertainty = output_topics(options["topic"])["uncertainty"]
+    if uncertainty not in available:
+        raise BagError(f"{bag} holds no node outputs ({uncertainty}); its topics: {', '.join(available) or 'none'}")
+    return uncertainty
+
+
 def decode(message, msgtype: str) -> np.ndarray:
     return compressed_to_rgb(message) if msgtype == COMPRESSED else image_to_rgb(message)
-
-
-def score_recorded(bag: Path, camera: str, label_topic: str) -> tuple[dict, dict, dict]:
-    """(stamp -> score map, stamp -> label image, stamp -> receive latency in ms) of a recorded node output
-    bag."""
-    topics = output_topics(camera)
-    scores, labels, latencies = {}, {}, {}
-    for topic, received_ns, message in read_messages(bag, [topics["uncertainty"], label_topic]):
-        if topic == label_topic:
-            labels[stamp_ns(message.header)] = image_array(message)
-        else:
-            scores[stamp_ns(message.header)] = image_array(message)
-            latencies[stamp_ns(message.header)] = (received_ns - stamp_ns(message.header)) / 1e6
-    return scores, labels, latencies
-
-
-def own_metrics(score_maps: list[np.ndarray], label_maps: list[np.ndarray], min_pred: int, min_gt: int) -> dict:
-    """The pixel and component metrics of these frames, or why there are none (e.g. no OoD pixel)."""
-    if not score_maps:
-        return {}
-    try:
-        return {
-            "pixel": pixel_metrics(score_maps, label_maps),
-            "component": component_metrics(score_maps, label_maps, min_pred=min_pred, min_gt=min_gt),
-        }
-    except ValueError as error:
-        return {"metrics_error": str(error)}
-
-
-def summarise(
-    bag: Path, scores: dict, labels: dict, latencies: dict, label_map: np.ndarray, min_pred: int, min_gt: int
-) -> dict:
-    """Counts, latencies and the OoD metrics of the frames that have labels (stamp -> map or ms dicts)."""
-    matched = sorted(set(scores) & set(labels))
-    summary = {"bag": str(bag), "frames_scored": len(scores), "frames_with_labels": len(matched)}
-    if latencies:
-        summary["latency_ms"] = latency_figures(list(latencies.values()))
-    summary.update(own_metrics([scores[s] for s in matched], [label_map[labels[s]] for s in matched], min_pred, min_gt))
-    return summary
 
 
 def latency_figures(latencies: list[float]) -> dict[str, float]:
@@ -106,8 +84,8 @@ def latency_figures(latencies: list[float]) -> dict[str, float]:
 
 @functools.lru_cache(maxsize=1)
 def _assembly(options_json: str):
-    """The model, pipeline and threshold of these options: loaded once per process (a Ray worker runs many
-    tasks; the local engine's processes one bag each)."""
+    """The model, pipeline and threshold of these options: loaded once per process (a worker runs many
+    bags)."""
     from gradunc_ros.tools.common import assemble_from, settings_from
 
     options = json.loads(options_json)
@@ -118,10 +96,11 @@ def _assembly(options_json: str):
 
 
 class Progress:
-    """Frames done, in a file the driver reads for its progress bar (rewritten at most every 0.2 s)."""
+    """Frames done, in a file the driver reads for its progress bar (rewritten at most every 0.2 s), and
+    told to ``on_write`` (the in-process engine's bar)."""
 
-    def __init__(self, part: Path) -> None:
-        self.path, self.frames, self._written = part / PROGRESS, 0, 0.0
+    def __init__(self, part: Path, on_write: Callable[[], None] | None = None) -> None:
+        self.path, self.frames, self._written, self._on_write = part / PROGRESS, 0, 0.0, on_write
 
     def step(self, force: bool = False) -> None:
         self.frames += 0 if force else 1
@@ -130,34 +109,94 @@ class Progress:
             self.path.with_suffix(".partial").write_text(str(self.frames))
             os.replace(self.path.with_suffix(".partial"), self.path)
             self._written = now
+            if self._on_write is not None:
+                self._on_write()
 
 
-def _labels_by_stamp(bag: Path, topic: str, label_map: np.ndarray) -> dict[int, np.ndarray]:
-    """The label images (ids mapped to 0 / 1 / 255): read first, so that only labelled frames' score maps
-    are kept however long the bag."""
-    return {stamp_ns(message.header): label_map[image_array(message)] for _, _, message in read_messages(bag, [topic])}
+class LabelledFrames:
+    """The bag's labels, parked on disk by stamp until their frames come; each labelled frame's score and
+    label maps written to the part folder as it is scored, its OoD scores kept (they are few)."""
+
+    def __init__(self, part: Path, bag: Path, topic: str | None, label_map: np.ndarray) -> None:
+        self._waiting, self._folder, self.count, self._ood = part / "labels", part / LABELLED, 0, []
+        self._waiting.mkdir()
+        self._folder.mkdir()
+        self.stamps: set[int] = set()
+        for _, _, message in read_messages(bag, [topic]) if topic else ():
+            stamp = stamp_ns(message.header)
+            np.save(self._waiting / f"{stamp}.npy", label_map[image_array(message)])
+            self.stamps.add(stamp)
+
+    def add(self, stamp: int, score: np.ndarray) -> None:
+        label = np.load(self._waiting / f"{stamp}.npy")
+        if label.shape != score.shape:
+            raise BagError(f"the label image of stamp {stamp} is {label.shape[1]}x{label.shape[0]}, its frame's "
+                           f"scores {score.shape[1]}x{score.shape[0]}")  # fmt: skip
+        np.savez(self._folder / f"{self.count:06d}.npz", score=score, label=label)
+        self._ood.append(score[label == 1])
+        self.count += 1
+
+    def close(self) -> None:
+        ood = np.concatenate(self._ood) if self._ood else np.empty(0, np.float32)
+        np.save(self._folder.parent / OOD_SCORES, ood)
+        shutil.rmtree(self._waiting)
 
 
-def _offline(spec: dict, part: Path, progress: Progress) -> tuple[list[dict], list, dict]:
-    """Frame rows, labelled (stamp, score, label) and counts of a bag run through the pipeline."""
+def _frames_of(spec: dict, topic: str) -> Iterator[tuple[int, object]]:
+    return ((received_ns, message) for _, received_ns, message in read_messages(Path(spec["bag"]), [topic]))
+
+
+def score_figures(score: np.ndarray) -> dict[str, float | None]:
+    """A frame row's summary of its score map (of the finite values: a log score may hold -inf)."""
+    finite = score[np.isfinite(score)]
+    if not finite.size:
+        return {"score_mean": None, "score_max": None}
+    return {"score_mean": float(finite.mean()), "score_max": float(finite.max())}
+
+
+def _evaluate(spec: dict, part: Path, progress: Progress) -> tuple[list[dict], int, dict]:
+    """Frame rows, the labelled count and further row fields of a bag: run through the pipeline, or
+    (``recorded``) its recorded outputs scored."""
     options, bag = spec["options"], Path(spec["bag"])
     available = readable_topics(bag)
-    camera = camera_topic(options["topic"], available, bag)
+    topic = frames_topic(options, available, bag)
     label_topic = options["label_topic"]
     if label_topic not in available and not options["allow_unlabelled"]:
         raise BagError(f"no label topic {label_topic} in {bag} (--allow-unlabelled evaluates it without metrics)")
-    labels = _labels_by_stamp(bag, label_topic, LABEL_MAPS[options["label_map"]]) if label_topic in available else {}
+    labelled = LabelledFrames(part, bag, label_topic if label_topic in available else None,
+                              LABEL_MAPS[options["label_map"]])  # fmt: skip
+    rows, extra = [], {}
+    if options["recorded"]:
+        latencies = []
+        for index, (received_ns, message) in enumerate(_frames_of(spec, topic)):
+            stamp, score = stamp_ns(message.header), image_array(message)
+            latencies.append((received_ns - stamp) / 1e6)
+            row = {"bag": spec["name"], "digest": spec["digest"], "index": index, "stamp_ns": stamp}
+            rows.append({**row, **score_figures(score), "labelled": stamp in labelled.stamps,
+                         "latency_ms": latencies[-1]})  # fmt: skip
+            if stamp in labelled.stamps:
+                labelled.add(stamp, score)
+            progress.step()
+        extra = {"latency_ms": latency_figures(latencies)} if latencies else {}
+    else:
+        rows, extra = _run_pipeline(spec, available, topic, labelled, progress)
+    labelled.close()
+    return rows, labelled.count, extra
+
+
+def _run_pipeline(spec: dict, available: dict, topic: str, labelled: LabelledFrames, progress: Progress):
+    options = spec["options"]
     assembly = _assembly(json.dumps({k: v for k, v in options.items() if k in spec["model_keys"]}, sort_keys=True))
     pipeline, classes, mask = assembly.pipeline, len(assembly.loaded.class_names), assembly.threshold.mask()
-    topics = output_topics(camera)
-    output, partial = Path(spec["output_bag"]), Path(spec["output_bag"]).with_name(f".{spec['name']}.partial")
-    rows, labelled, undecodable = [], [], 0
+    topics = output_topics(topic)
+    output, partial = Path(spec["output_bag"]), partial_bag(spec)
+    rows, undecodable = [], 0
     with BagWriter(partial, options["storage"]) as out:
-        for index, (_, received_ns, message) in enumerate(read_messages(bag, [camera])):
+        for index, (received_ns, message) in enumerate(_frames_of(spec, topic)):
             stamp = stamp_ns(message.header)
             row = {"bag": spec["name"], "digest": spec["digest"], "index": index, "stamp_ns": stamp}
             try:
-                image = decode(message, available[camera])
+                image = decode(message, available[topic])
             except ImageDecodeError as error:
                 undecodable += 1
                 rows.append({**row, "undecodable": str(error)})
@@ -170,81 +209,56 @@ def _offline(spec: dict, part: Path, progress: Progress) -> tuple[list[dict], li
             for name, (array, encoding) in outputs.items():
                 out.write(topics[name], image_message(array, encoding, message.header), received_ns)
             score = prediction.score
-            row.update(score_mean=float(score.mean()), score_max=float(score.max()), labelled=stamp in labels)
+            row.update(**score_figures(score), labelled=stamp in labelled.stamps)
             if "ood_mask" in outputs:
                 row["ood_fraction"] = float(np.count_nonzero(outputs["ood_mask"][0]) / score.size)
-            if stamp in labels:
-                labelled.append((stamp, score, labels[stamp]))
+            if stamp in labelled.stamps:
+                labelled.add(stamp, score)
             rows.append(row)
             progress.step()
     os.replace(partial, output)
-    return rows, labelled, {"undecodable": undecodable, "output_bag": str(output)}
+    return rows, {"undecodable": undecodable, "output_bag": str(output)}
 
 
-def _recorded(spec: dict, progress: Progress) -> tuple[list[dict], list, dict]:
-    """Frame rows, labelled (stamp, score, label) and latencies of a bag recorded from the live node."""
-    options, bag = spec["options"], Path(spec["bag"])
-    available = readable_topics(bag)
-    uncertainty = output_topics(options["topic"])["uncertainty"]
-    if uncertainty not in available:
-        raise BagError(f"{bag} holds no node outputs ({uncertainty}); its topics: {', '.join(available) or 'none'}")
-    scores, labels, latencies = score_recorded(bag, options["topic"], options["label_topic"])
-    label_map = LABEL_MAPS[options["label_map"]]
-    rows, labelled = [], []
-    for index, stamp in enumerate(sorted(scores)):
-        score = scores[stamp]
-        row = {"bag": spec["name"], "digest": spec["digest"], "index": index, "stamp_ns": stamp}
-        rows.append({**row, "score_mean": float(score.mean()), "score_max": float(score.max()),
-                     "labelled": stamp in labels, "latency_ms": latencies[stamp]})  # fmt: skip
-        if stamp in labels:
-            labelled.append((stamp, score, label_map[labels[stamp]]))
-        progress.step()
-    return rows, labelled, {"latency_ms": latency_figures(list(latencies.values()))} if latencies else {}
+def partial_bag(spec: dict) -> Path:
+    """Where the output bag is written until it is whole."""
+    return Path(spec["output_bag"]).with_name(f".{spec['name']}.partial")
 
 
-def _save_labelled(path: Path, labelled: list) -> None:
-    """The labelled frames' maps, each frame its own arrays (frames of a bag may differ in size), and their
-    OoD scores apart: the merge reads those first, for every bag, before any frame."""
-    arrays = {"stamps": np.asarray([stamp for stamp, _, _ in labelled], dtype=np.int64)}
-    for k, (_, score, label) in enumerate(labelled):
-        arrays[f"score_{k}"], arrays[f"label_{k}"] = score, label
-    ood = [score[label == 1] for _, score, label in labelled]
-    arrays["ood_scores"] = np.concatenate(ood) if ood else np.empty(0, np.float32)
-    with path.with_suffix(".partial").open("wb") as handle:
-        np.savez(handle, **arrays)
-    os.replace(path.with_suffix(".partial"), path)
-
-
-def evaluate_bag(spec: dict) -> dict:
+def evaluate_bag(spec: dict, on_progress: Callable[[], None] | None = None) -> dict:
     """Evaluate one bag into its part folder; returns its row (status ok, or failed with the error)."""
     part, started = Path(spec["part"]), time.monotonic()
     worker = f"{socket.gethostname()}:{os.getpid()}"
     write_json_atomically(part / WORKER, {"host": socket.gethostname(), "pid": os.getpid()})
     row = {"bag": spec["bag"], "name": spec["name"], "digest": spec["digest"], "status": "failed", "worker": worker}
-    progress = Progress(part)
+    progress = Progress(part, on_progress)
     try:
-        if spec["options"]["recorded"]:
-            rows, labelled, extra = _recorded(spec, progress)
-        else:
-            rows, labelled, extra = _offline(spec, part, progress)
+        rows, count, extra = _evaluate(spec, part, progress)
         with (part / FRAMES).open("w") as frames:
             frames.writelines(json.dumps(r) + "\n" for r in rows)
-        _save_labelled(part / LABELLED, labelled)
-        options = spec["options"]
         seconds = time.monotonic() - started
         scored = sum("undecodable" not in frame for frame in rows)
-        row.update(status="ok", frames=len(rows), frames_scored=scored, frames_with_labels=len(labelled), **extra)
+        row.update(status="ok", frames=len(rows), frames_scored=scored, frames_with_labels=count, **extra)
         row.update(seconds=round(seconds, 3), frames_per_s=round(len(rows) / seconds, 3) if seconds else None)
-        row.update(own_metrics([s for _, s, _ in labelled], [lab for _, _, lab in labelled],
-                               options["min_pred"], options["min_gt"]))  # fmt: skip
+        options = spec["options"]
+        row.update(merged_metrics([part], options["min_pred"], options["min_gt"]))  # the bag's own figures
     except Exception as error:  # noqa: BLE001 - whatever it was, it is this bag's fault report
-        from gradunc_ros.tools.common import first_line
-
-        row["error"] = f"{type(error).__name__}: {first_line(error)}" if not isinstance(error, BagError) else str(error)
+        row["error"] = str(error) if isinstance(error, BagError) else f"{type(error).__name__}: {first_line(error)}"
         row["seconds"] = round(time.monotonic() - started, 3)
+        if "output_bag" in spec:
+            shutil.rmtree(partial_bag(spec), ignore_errors=True)
     progress.step(force=True)
     write_json_atomically(part / ROW, row)
     return row
+
+
+def evaluate_recorded(bag: Path, camera: str, label_topic: str, label_map: str, min_pred: int, min_gt: int) -> dict:
+    """The row of one bag recorded from the live node (its uncertainty topic scored against the labels),
+    evaluated in this process in a scratch part folder."""
+    options = {"recorded": True, "topic": camera, "label_topic": label_topic, "label_map": label_map,
+               "allow_unlabelled": True, "min_pred": min_pred, "min_gt": min_gt}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="gradunc-bag-") as part:
+        return evaluate_bag({"bag": str(bag), "name": Path(bag).name, "digest": "", "part": part, "options": options})
 
 
 def main() -> int:

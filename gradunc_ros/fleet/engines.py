@@ -1,15 +1,17 @@
 """Who runs the bag tasks: this process, worker processes on this machine, or Ray.
 
 Each engine runs every spec's ``bag_task.evaluate_bag`` and hands each outcome to ``finished`` as it
-comes: the task's row, or, where the worker died before it could write one, a failed row saying how.
-``poll`` is called a few times a second meanwhile (the progress bar).  A worker that dies costs its own
-bag only; the others go on.
+comes: the task's row, or, where the worker died or stalled before it could write one, a failed row
+saying how.  ``poll`` is called a few times a second meanwhile (the progress bar).  A worker that dies
+costs its own bag only; the others go on.  A task that shows no new frame for ``stall_after`` seconds
+is stopped and its bag failed (a stalled network file system, a hung decoder), so no run waits forever
+(the in-process engine excepted: a bag stuck in this process stops the run, as any stuck program).
 """
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,17 +20,54 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from gradunc_ros.errors import first_line
+
 from .bag_task import evaluate_bag
-from .results import ROW, SPEC
+from .results import SPEC, WORKER, read_row
 
 POLL = 0.2  # seconds between looks at the workers
 Finished = Callable[[dict, dict], None]
 RAY_MISSING = "--engine ray needs Ray: pip install 'ray>=2.9' (or gradunc_ros[ray]); --engine local needs nothing"
 
 
-def died(spec: dict, how: str) -> dict:
-    """The row of a bag whose worker ended before it could say how the bag went."""
+def failed_row(spec: dict, how: str) -> dict:
+    """The row of a bag whose task ended before it could say how the bag went."""
     return {"bag": spec["bag"], "name": spec["name"], "digest": spec["digest"], "status": "failed", "error": how}
+
+
+def _stalled(spec: dict, seconds: float) -> dict:
+    return failed_row(spec, f"no new frame for {seconds:g} s: its task was stopped (a stalled file system or a "
+                            "hung decoder? --stall-after sets the bound)")  # fmt: skip
+
+
+class Watch:
+    """When each running task last showed a new frame (its progress file), to find the stalled ones."""
+
+    def __init__(self, stall_after: float) -> None:
+        self.stall_after = stall_after
+        self._seen: dict[str, tuple[int, float]] = {}
+
+    def started(self, spec: dict) -> None:
+        self._seen[spec["digest"]] = (-1, time.monotonic())
+
+    def watching(self, spec: dict) -> bool:
+        return spec["digest"] in self._seen
+
+    def stalled(self, spec: dict) -> bool:
+        frames = _frames_done(spec)
+        last, since = self._seen.get(spec["digest"], (-1, time.monotonic()))
+        now = time.monotonic()
+        if frames != last:
+            self._seen[spec["digest"]] = (frames, now)
+            return False
+        return now - since > self.stall_after
+
+
+def _frames_done(spec: dict) -> int:
+    try:
+        return int((Path(spec["part"]) / "progress").read_text() or 0)
+    except (OSError, ValueError):
+        return -1
 
 
 def _last_line(path: Path) -> str:
@@ -42,8 +81,7 @@ def _last_line(path: Path) -> str:
 def run_in_process(specs: list[dict], finished: Finished, poll: Callable[[], None]) -> None:
     """One process, one bag after the other (the model loaded once)."""
     for spec in specs:
-        finished(spec, evaluate_bag(spec))
-        poll()
+        finished(spec, evaluate_bag(spec, on_progress=poll))
 
 
 class _Worker:
@@ -54,7 +92,7 @@ class _Worker:
         from gradunc_ros.processes import start
 
         self.log, self.spec = log, None
-        with log.open("a") as handle:  # the child keeps its own copy of the descriptor
+        with log.open("w") as handle:  # the child keeps its own copy of the descriptor
             command = [sys.executable, "-m", "gradunc_ros.fleet.bag_task"]
             self.process = start(command, stdin=subprocess.PIPE, stdout=handle, stderr=subprocess.STDOUT, text=True)
 
@@ -69,34 +107,47 @@ class _Worker:
         return True
 
 
-def run_local(specs: list[dict], workers: int, logs: Path, finished: Finished, poll: Callable[[], None]) -> None:
+def run_local(
+    specs: list[dict], workers: int, logs: Path, stall_after: float, finished: Finished, poll: Callable[[], None]
+) -> None:
     """Up to ``workers`` processes, each taking the next bag when done with one.  A worker killed (the OOM
-    killer, a user) takes only its bag with it: a fresh one takes its place for the bags still waiting.
-    Their output goes to ``logs``/worker-N.log."""
+    killer, a user) or stalled takes only its bag with it: a fresh one takes its place for the bags still
+    waiting.  Their output goes to ``logs``/worker-N.log."""
     from gradunc_ros.processes import stop
 
-    waiting, pool, started = list(specs), [], 0
+    waiting, pool, count, watch = list(specs), [], 0, Watch(stall_after)
     logs.mkdir(parents=True, exist_ok=True)
+
+    def hand(worker: _Worker) -> None:
+        if worker.give(waiting[0]):
+            watch.started(waiting.pop(0))
+
     try:
         while waiting or any(worker.spec is not None for worker in pool):
             for worker in pool:  # an idle worker that died is let go below
-                if worker.spec is None and waiting and worker.give(waiting[0]):
-                    waiting.pop(0)
+                if worker.spec is None and waiting:
+                    hand(worker)
             while waiting and len(pool) < workers:
-                started += 1
-                pool.append(_Worker(logs / f"worker-{started}.log"))
-                if pool[-1].give(waiting[0]):
-                    waiting.pop(0)
+                count += 1
+                pool.append(_Worker(logs / f"worker-{count}.log"))
+                hand(pool[-1])
             time.sleep(POLL)
             poll()
             for worker in list(pool):
-                row = _row(worker.spec) if worker.spec is not None else None
+                spec = worker.spec
+                gone = worker.process.poll() is not None
+                row = read_row(Path(spec["part"])) if spec is not None else None  # read after: a last row counts
                 if row is not None:
-                    finished(worker.spec, row)
+                    finished(spec, row)
                     worker.spec = None
-                elif worker.process.poll() is not None:
-                    if worker.spec is not None:
-                        finished(worker.spec, _died(worker.spec, worker.process.returncode, worker.log))
+                elif spec is not None and not gone and watch.stalled(spec):
+                    worker.process.kill()
+                    worker.process.wait()
+                    finished(spec, _stalled(spec, stall_after))
+                    pool.remove(worker)
+                elif gone:
+                    if spec is not None:
+                        finished(spec, _death_row(spec, worker.process.returncode, worker.log))
                     pool.remove(worker)
     finally:
         for worker in pool:
@@ -107,21 +158,14 @@ def run_local(specs: list[dict], workers: int, logs: Path, finished: Finished, p
             stop(worker.process, timeout=5.0, first=signal.SIGTERM)
 
 
-def _row(spec: dict) -> dict | None:
-    try:
-        return json.loads((Path(spec["part"]) / ROW).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _died(spec: dict, code: int, log: Path) -> dict:
+def _death_row(spec: dict, code: int, log: Path) -> dict:
     if code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        return died(spec, f"its worker was killed by {name} in the middle of the bag (rerun to resume it)")
-    return died(spec, f"its worker exited with code {code}: {_last_line(log) or 'no output'}")
+        return failed_row(spec, f"its worker was killed by {name} in the middle of the bag (rerun to resume it)")
+    return failed_row(spec, f"its worker exited with code {code}: {_last_line(log) or 'no output'}")
 
 
 def require_ray():
@@ -133,12 +177,24 @@ def require_ray():
     return ray
 
 
+def _check_resources(ray, cpus: float, gpus: float) -> None:
+    """A task asking for more than any node has would wait for ever: refused in one line instead."""
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    if not any(node.get("CPU", 0) >= cpus and node.get("GPU", 0) >= gpus for node in nodes):
+        largest = max(nodes, key=lambda node: (node.get("GPU", 0), node.get("CPU", 0)), default={})
+        raise RuntimeError(
+            f"no Ray node has {cpus:g} CPU(s) and {gpus:g} GPU(s) for a task (the largest has "
+            f"{largest.get('CPU', 0):g} and {largest.get('GPU', 0):g}): lower --cpus-per-task / --gpus-per-task"
+        )
+
+
 def run_ray(
     specs: list[dict],
     address: str | None,
     workers: int,
     cpus: float,
     gpus: float,
+    stall_after: float,
     finished: Finished,
     poll: Callable[[], None],
 ) -> None:
@@ -147,35 +203,64 @@ def run_ray(
     and the results folder must be at the same paths on every node (a shared file system)."""
     import logging
 
-    from gradunc_ros.processes import raise_on_sigterm, stop
+    from gradunc_ros.processes import bounded_teardown, raise_on_sigterm, stop
 
     ray = require_ray()
     options = {"logging_level": logging.WARNING, "log_to_driver": False, "include_dashboard": False}
-    reaper = None
-    if address:
-        ray.init(address=address, **options)
-    else:  # a private instance for this run; a small object store: the tasks hand back rows only
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        temp = tempfile.mkdtemp(prefix="gradunc-ray-")  # short: Ray's sockets live here (107-byte paths)
-        # Not start()'s death signal for the reaper: it must outlive a killed driver to clean up after it.
-        reaper = subprocess.Popen([sys.executable, "-m", "gradunc_ros.fleet.ray_reaper", temp, str(os.getpid())])
-        ray.init(num_cpus=workers * cpus, object_store_memory=128 << 20, _temp_dir=temp, **options)
-    raise_on_sigterm()  # ray.init put its own SIGTERM handler in, which would skip the shutdown below
+    reaper, temp = None, None
     try:
-        task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(evaluate_bag)
-        pending = {task.remote(spec): spec for spec in specs}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL)
-            poll()
-            for reference in ready:
-                spec = pending.pop(reference)
-                try:
-                    row = ray.get(reference)
-                except ray.exceptions.RayError as error:  # the worker died, or Ray lost the task
-                    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                    row = died(spec, f"its Ray task failed ({type(error).__name__}: {first}); rerun to resume it")
-                finished(spec, row)
-    finally:
-        ray.shutdown()
+        if address:
+            ray.init(address=address, **options)
+        else:  # a private instance for this run; a small object store: the tasks hand back rows only
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            temp = tempfile.mkdtemp(prefix="gradunc-ray-")  # short: Ray's sockets live here (107-byte paths)
+            # Not start()'s death signal for the reaper: it must outlive a killed driver to clean up after it.
+            reaper = subprocess.Popen([sys.executable, "-m", "gradunc_ros.fleet.ray_reaper", temp, str(os.getpid())])
+            ray.init(num_cpus=workers * cpus, object_store_memory=128 << 20, _temp_dir=temp, **options)
+    except Exception as error:  # noqa: BLE001 - Ray fails to start or connect in many ways
         if reaper is not None:
             stop(reaper, timeout=10.0, first=signal.SIGTERM)
+        raise RuntimeError(f"Ray did not start{' at ' + address if address else ''}: {first_line(error)}") from None
+    raise_on_sigterm()  # ray.init put its own SIGTERM handler in, which would skip the shutdown below
+    try:
+        _check_resources(ray, cpus, gpus)
+        _run_tasks(ray, specs, cpus, gpus, Watch(stall_after), finished, poll)
+    except ray.exceptions.RayError as error:  # the cluster itself went away
+        raise RuntimeError(f"Ray failed: {type(error).__name__}: {first_line(error)}") from None
+    finally:
+        bounded_teardown(ray.shutdown, "Ray's shutdown")
+        if reaper is not None:
+            stop(reaper, timeout=10.0, first=signal.SIGTERM)
+        if temp is not None:  # the reaper removes it too, but only where it can look at /proc
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def _run_tasks(ray, specs: list[dict], cpus: float, gpus: float, watch: Watch, finished: Finished, poll) -> None:
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(evaluate_bag)
+    pending = {task.remote(spec): spec for spec in specs}
+    stalled: dict[object, dict] = {}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL)
+        poll()
+        for reference in ready:
+            spec = pending.pop(reference)
+            if reference in stalled:
+                finished(spec, stalled.pop(reference))
+                continue
+            try:
+                row = ray.get(reference)
+            except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as error:
+                row = failed_row(spec, f"its Ray worker died in the middle of the bag ({type(error).__name__}); "
+                                       "rerun to resume it")  # fmt: skip
+            except ray.exceptions.RayError as error:  # evaluate_bag catches its own errors: this is Ray's
+                row = failed_row(spec, f"its Ray task failed ({type(error).__name__}: {first_line(error)})")
+            finished(spec, row)
+        for reference, spec in pending.items():
+            # A task counts as running once its worker said so (worker.json): a queued one is not stalled.
+            if reference in stalled or not (Path(spec["part"]) / WORKER).exists():
+                continue
+            if not watch.watching(spec):
+                watch.started(spec)
+            if watch.stalled(spec):
+                stalled[reference] = _stalled(spec, watch.stall_after)
+                ray.cancel(reference, force=True)

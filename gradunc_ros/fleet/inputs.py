@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,24 +54,38 @@ def find_bags(paths: Iterable[Path], skip: Path | None = None) -> list[Path]:
 
 
 def content_digest(path: Path) -> str:
-    """BLAKE2b of a bag's bytes: of a bag folder, every file's relative name and content in name order."""
+    """BLAKE2b of a bag's bytes: of a bag folder, every file's relative name and content in name order; of
+    a bare .mcap file, its content alone (a renamed copy is the same bag)."""
     digest = hashlib.blake2b(digest_size=HASH_CHARS // 2)
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for file in files:
-        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode() + b"\0")
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
         with file.open("rb") as handle:
             while chunk := handle.read(CHUNK):
                 digest.update(chunk)
     return digest.hexdigest()
 
 
-def bag_inputs(paths: Iterable[Path], skip: Path | None = None) -> list[BagInput]:
-    """The bags under ``paths`` (none under ``skip``) with their digests (a path that cannot be read gets
-    the digest of its name, so that it is still reported per bag)."""
+def _identity(path: Path) -> str:
+    """What must not change for a kept digest to hold: the path, and each file's name, size and mtime."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    stats = [(str(f.relative_to(path)) if path.is_dir() else "", f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return json.dumps([str(path), stats])
+
+
+def bag_inputs(paths: Iterable[Path], skip: Path | None = None, kept: dict | None = None) -> list[BagInput]:
+    """The bags under ``paths`` (none under ``skip``) with their digests, taken from ``kept`` (identity ->
+    digest, updated here) where the bag is unchanged.  A path that cannot be read gets the digest of its
+    name, so that it is still reported per bag."""
+    kept = {} if kept is None else kept
     inputs = []
     for path in find_bags(paths, skip):
         try:
-            digest = content_digest(path)
+            identity = _identity(path)
+            if identity not in kept:
+                kept[identity] = content_digest(path)
+            digest = kept[identity]
         except OSError:
             digest = hashlib.blake2b(str(path).encode(), digest_size=HASH_CHARS // 2).hexdigest()
         inputs.append(BagInput(path, digest))

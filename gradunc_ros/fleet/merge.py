@@ -1,6 +1,6 @@
 """The metrics of a whole set of bags from their part folders, equal to evaluating all their frames in one
 process: the pixel counts are integers summed bag by bag (``PixelCountsBuilder``), the component lists
-joined in order.  One bag's frames are in memory at a time, and every bag's OoD scores."""
+joined in bag order.  A few frames are in memory at a time, and every bag's OoD scores."""
 
 from __future__ import annotations
 
@@ -17,36 +17,35 @@ from gradunc_ros.evaluation.metrics import (
     strictly_above,
 )
 
-from .results import LABELLED
+from .results import LABELLED, OOD_SCORES
+
+CHUNK = 8  # labelled frames loaded at a time
 
 
-def _frames(part: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    with np.load(part / LABELLED) as arrays:
-        count = arrays["stamps"].size
-        return [arrays[f"score_{k}"] for k in range(count)], [arrays[f"label_{k}"] for k in range(count)]
-
-
-def _with_frames(parts: Sequence[Path]) -> Iterator[Path]:
-    for part in parts:
-        with np.load(part / LABELLED) as arrays:
-            if arrays["stamps"].size:
-                yield part
+def _labelled_chunks(part: Path) -> Iterator[tuple[list[np.ndarray], list[np.ndarray]]]:
+    """A part's labelled frames, ``CHUNK`` at a time, as (scores, labels)."""
+    files = sorted((part / LABELLED).glob("*.npz"))
+    for start in range(0, len(files), CHUNK):
+        scores, labels = [], []
+        for file in files[start : start + CHUNK]:
+            with np.load(file) as arrays:
+                scores.append(arrays["score"])
+                labels.append(arrays["label"])
+        yield scores, labels
 
 
 def merged_metrics(parts: Sequence[Path], min_pred: int, min_gt: int) -> dict:
     """``pixel`` and ``component`` (as ``component_metrics``: at the set's best-F1 threshold) of the
-    labelled frames of these bags' parts, or ``metrics_error`` where they are undefined."""
-    parts = list(_with_frames(parts))
+    labelled frames of these bags' parts, or ``metrics_error`` where they are undefined; {} without any
+    labelled frame."""
+    parts = [part for part in parts if any((part / LABELLED).glob("*.npz"))]
     if not parts:
         return {}
     try:
-        ood = []
+        builder = PixelCountsBuilder([np.load(part / OOD_SCORES) for part in parts])
         for part in parts:
-            with np.load(part / LABELLED) as arrays:
-                ood.append(arrays["ood_scores"])
-        builder = PixelCountsBuilder(ood)
-        for part in parts:
-            builder.add(*_frames(part))
+            for scores, labels in _labelled_chunks(part):
+                builder.add(scores, labels)
         pixel = metrics_from_counts(builder.result())
     except ValueError as error:  # e.g. no OoD pixel in any labelled frame
         return {"metrics_error": str(error)}
@@ -54,7 +53,8 @@ def merged_metrics(parts: Sequence[Path], min_pred: int, min_gt: int) -> dict:
     siou: list[float] = []
     ppv: list[float] = []
     for part in parts:
-        bag_siou, bag_ppv = component_lists(*_frames(part), threshold, min_pred, min_gt)
-        siou += bag_siou
-        ppv += bag_ppv
+        for scores, labels in _labelled_chunks(part):
+            chunk_siou, chunk_ppv = component_lists(scores, labels, threshold, min_pred, min_gt)
+            siou += chunk_siou
+            ppv += chunk_ppv
     return {"pixel": pixel, "component": component_figures(siou, ppv, threshold)}

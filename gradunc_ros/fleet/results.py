@@ -6,8 +6,9 @@
     bags/<name>/         one output bag per input bag (the node's topics)
     logs/                what the local engine's worker processes printed (worker-N.log)
     parts/<digest>/      a bag's own results: spec.json (what its task was asked), worker.json (where it
-                         ran), progress, frames.jsonl, labelled.npz and row.json, written last, so a bag
-                         counts as done only once all of it is there
+                         ran), progress, frames.jsonl, labelled/ (each labelled frame's score and label
+                         maps), ood_scores.npy and row.json, written last, so a bag counts as done only
+                         once all of it is there
 
 A rerun with the same settings skips the bags whose ``row.json`` says ok (by content digest, wherever
 the bag now lies) and tidies what a killed task left half-written; bags.jsonl and frames.jsonl are
@@ -26,10 +27,29 @@ from pathlib import Path
 MANIFEST = "manifest.json"
 ROW = "row.json"
 FRAMES = "frames.jsonl"
-LABELLED = "labelled.npz"
+LABELLED = "labelled"  # a folder: one .npz (score, label) per labelled frame, in order
+OOD_SCORES = "ood_scores.npy"  # every labelled frame's OoD pixels' scores, joined
 PROGRESS = "progress"
 WORKER = "worker.json"
 SPEC = "spec.json"
+DIGESTS = "digests.json"  # the bags' digests by path, size and modification time: a rerun reads no bag again
+
+
+def refusal(root: Path) -> str | None:
+    """Why ``root`` cannot be a results folder (it holds something else), or None."""
+    if root.exists() and not root.is_dir():
+        return f"{root} is a file, not a results folder"
+    if root.is_dir() and any(root.iterdir()) and not (root / MANIFEST).is_file():
+        return f"{root} exists and holds no results of gradunc-bag evaluate: give a new folder (or an earlier run's)"
+    return None
+
+
+def read_row(part: Path) -> dict | None:
+    """A bag's row once its task finished (ok or failed), else None."""
+    try:
+        return json.loads((part / ROW).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def write_json_atomically(path: Path, value: object) -> None:
@@ -43,13 +63,14 @@ class ResultsFolder:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def open(self, settings: dict) -> None:
-        """Create the folder, or check that an existing one holds results of these settings."""
+    def open(self, settings: dict, run: dict) -> None:
+        """Create the folder with a manifest saying a run is under way (a run killed from now on can be
+        resumed), or check that an existing one holds results of these settings."""
         manifest = self.root / MANIFEST
-        if self.root.exists() and not manifest.is_file():
-            if any(self.root.iterdir()):
-                raise ValueError(f"{self.root} exists and holds no results of gradunc-bag evaluate: give a new folder")
-        elif manifest.is_file():
+        reason = refusal(self.root)
+        if reason:
+            raise ValueError(reason)
+        if manifest.is_file():
             try:
                 earlier = json.loads(manifest.read_text())["settings"]
             except (ValueError, KeyError) as error:
@@ -62,6 +83,17 @@ class ResultsFolder:
                 )
         (self.root / "parts").mkdir(parents=True, exist_ok=True)
         (self.root / "bags").mkdir(exist_ok=True)
+        if not manifest.is_file():
+            self.write_manifest(settings, {**run, "state": "running"}, [])
+
+    def digests(self) -> dict:
+        try:
+            return json.loads((self.root / DIGESTS).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def keep_digests(self, digests: dict) -> None:
+        write_json_atomically(self.root / DIGESTS, digests)
 
     def part(self, digest: str) -> Path:
         return self.root / "parts" / digest
@@ -71,11 +103,7 @@ class ResultsFolder:
 
     def row(self, digest: str) -> dict | None:
         """The bag's row if its task finished (ok or failed), else None."""
-        path = self.part(digest) / ROW
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
+        return read_row(self.part(digest))
 
     def done(self, digest: str) -> bool:
         row = self.row(digest)
@@ -107,7 +135,8 @@ class ResultsFolder:
             return [json.loads(line) for line in lines]
 
     def write_tables(self, rows: Iterable[dict]) -> None:
-        """bags.jsonl from these rows, frames.jsonl from the parts of the ok ones (each bag once)."""
+        """bags.jsonl from these rows (the bags of this run), frames.jsonl from the parts of the ok ones
+        (each bag once)."""
         rows = list(rows)
         with (self.root / "bags.jsonl.partial").open("w") as bags:
             for row in rows:
@@ -116,6 +145,7 @@ class ResultsFolder:
             for row in rows:
                 if row.get("status") == "ok":
                     frames.write((self.part(row["digest"]) / FRAMES).read_text())
+        # Killed between the two, the tables disagree until the next run rewrites both from the parts.
         os.replace(self.root / "bags.jsonl.partial", self.root / "bags.jsonl")
         os.replace(self.root / "frames.jsonl.partial", self.root / "frames.jsonl")
 

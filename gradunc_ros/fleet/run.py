@@ -3,8 +3,9 @@
 The plan: every bag under the paths, by content digest (a bag given twice, or copied, counts once);
 those already done in the results folder with these settings are skipped.  The run: one task per bag on
 the engine asked for, with one progress bar over bags and frames.  The report: bags.jsonl, frames.jsonl
-and manifest.json in the folder, the summary (the set's merged ``pixel`` and ``component`` metrics, each
-bag's own beside them), and, when any bag failed, exit code 1 with a one-line account.
+and manifest.json in the folder (of the bags given to this run), the summary (the set's merged ``pixel``
+and ``component`` metrics, each bag's own beside them), and, when any bag failed, exit code 1 with a
+one-line account.
 """
 
 from __future__ import annotations
@@ -21,41 +22,43 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from gradunc_ros.streams.bags import topics_of
 from gradunc_ros.uncertainty.settings import SETTING_FIELDS
 
 from . import engines
-from .bag_task import camera_topic, latency_figures
+from .bag_task import frames_topic, latency_figures, readable_topics
 from .inputs import BagInput, bag_inputs
 from .merge import merged_metrics
 from .results import SPEC, ResultsFolder
 
-# Options that decide a bag's results (the rest say how the run goes): a results folder keeps one set.
-# (--allow-unlabelled only decides whether a bag without labels fails, and a failed bag is never done.)
+# Options that say how the run goes, not what a bag's results are: the rest are the settings, which a
+# results folder keeps one set of.  (--allow-unlabelled only decides whether a bag without labels fails,
+# and a failed bag is never done.)
 RUN_KEYS = {"bags", "out", "summary", "engine", "workers", "address", "cpus_per_task", "gpus_per_task",
-            "command", "run", "threads", "progress", "allow_unlabelled"}  # fmt: skip
+            "stall_after", "command", "run", "threads", "progress", "allow_unlabelled"}  # fmt: skip
 # Options the model, pipeline and threshold are assembled from (a worker process loads them once).
 MODEL_KEYS = {"model", "weights", "card", "model_path", "num_classes", "device", "input_size", "backend",
               "precision", "threads", "threshold", *(field.name for field in SETTING_FIELDS)}  # fmt: skip
 
 
 def settings_of(args: argparse.Namespace) -> dict:
-    """What the results depend on, with the weights' digest (the same path may hold retrained weights)."""
+    """What the results depend on, the weights by their full path and digest (the same path may hold
+    retrained weights)."""
     settings = {k: v for k, v in sorted(vars(args).items()) if k not in RUN_KEYS}
     weights = Path(args.weights) if args.weights else None
     if weights is not None and weights.is_file():
+        settings["weights"] = str(weights.resolve())
         settings["weights_digest"] = hashlib.blake2b(weights.read_bytes(), digest_size=8).hexdigest()
     return json.loads(json.dumps(settings))  # as the manifest holds them (tuples become lists)
 
 
-def _frame_count(bag: BagInput, topic: str) -> int:
-    """Camera frames in the bag, from its index (0 where it cannot be read: its task will say why)."""
+def _frame_count(bag: BagInput, options: dict) -> int:
+    """Frames in the bag, from its index (0 where it cannot be read: its task will say why)."""
     try:
         from rosbags.rosbag2 import Reader
 
-        camera = camera_topic(topic, topics_of(bag.path), bag.path)
+        topic = frames_topic(options, readable_topics(bag.path), bag.path)
         with Reader(bag.path) as reader:
-            return sum(c.msgcount for c in reader.connections if c.topic == camera)
+            return sum(c.msgcount for c in reader.connections if c.topic == topic)
     except Exception:  # noqa: BLE001 - counted for the progress bar only
         return 0
 
@@ -70,6 +73,11 @@ def _threads(args: argparse.Namespace) -> int:
     return max(1, (os.cpu_count() or 1) // args.workers)
 
 
+def _run_info(args: argparse.Namespace) -> dict:
+    return {"command": ["gradunc-bag", *sys.argv[1:]], "engine": args.engine, "workers": args.workers,
+            "address": args.address}  # fmt: skip
+
+
 def evaluate_fleet(args: argparse.Namespace) -> int:
     from gradunc_ros.processes import raise_on_sigterm
 
@@ -77,47 +85,50 @@ def evaluate_fleet(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         engines.require_ray()  # before any work
     settings = settings_of(args)
-    bags = bag_inputs((Path(p) for p in args.bags), skip=args.out)
     scratch = None
     if args.out is None:  # --recorded without a folder: results live for this run only
         scratch = Path(tempfile.mkdtemp(prefix="gradunc-bag-"))
     folder = ResultsFolder(args.out or scratch)
     try:
-        folder.open(settings)
-        return _run(args, settings, bags, folder)
+        folder.open(settings, _run_info(args))  # settings refused before any bag is read
+        kept = folder.digests()
+        bags = bag_inputs((Path(p) for p in args.bags), skip=folder.root, kept=kept)
+        folder.keep_digests(kept)
+        return _evaluate_set(args, settings, bags, folder)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run(args: argparse.Namespace, settings: dict, bags: list[BagInput], folder: ResultsFolder) -> int:
+def _evaluate_set(args: argparse.Namespace, settings: dict, bags: list[BagInput], folder: ResultsFolder) -> int:
     unique: dict[str, BagInput] = {}
     for bag in bags:
         if bag.digest in unique:
             same = unique[bag.digest].path
             print(f"gradunc-bag: {bag.path} has the content of {same}: counted once", file=sys.stderr)
         unique.setdefault(bag.digest, bag)
-    todo = [bag for bag in unique.values() if not folder.done(bag.digest)]
-    if len(todo) < len(unique):
-        print(f"gradunc-bag: {len(unique) - len(todo)} of {len(unique)} bag(s) already done in {folder.root}: skipped",
+    # Bags done before keep their rows (and output bags); the path is where the bag lies now.
+    rows = {d: {**folder.row(d), "bag": str(bag.path)} for d, bag in unique.items() if folder.done(d)}
+    if rows:
+        print(f"gradunc-bag: {len(rows)} of {len(unique)} bag(s) already done in {folder.root}: skipped",
               file=sys.stderr)  # fmt: skip
     options = {**settings, "threads": _threads(args), "allow_unlabelled": args.allow_unlabelled}
     specs = []
-    for bag in todo:
-        folder.clear(bag.digest, bag.name)
-        specs.append({"bag": str(bag.path), "name": bag.name, "digest": bag.digest,
-                      "part": str(folder.part(bag.digest)), "output_bag": str(folder.output_bag(bag.name)),
-                      "options": options, "model_keys": sorted(MODEL_KEYS)})  # fmt: skip
-        (folder.part(bag.digest) / SPEC).write_text(json.dumps(specs[-1], indent=1))
-    rows = {bag.digest: folder.row(bag.digest) for bag in unique.values() if folder.done(bag.digest)}
-    frames_total = sum(_frame_count(bag, args.topic) for bag in unique.values())
-    done_before = sum(row.get("frames", 0) for row in rows.values())
-    bar = tqdm(total=frames_total, initial=done_before, unit="frame", desc="bags", disable=not args.progress)
+    for digest, bag in unique.items():
+        if digest in rows:
+            continue
+        folder.clear(digest, bag.name)
+        specs.append({"bag": str(bag.path), "name": bag.name, "digest": digest, "part": str(folder.part(digest)),
+                      "output_bag": str(folder.output_bag(bag.name)), "options": options,
+                      "model_keys": sorted(MODEL_KEYS)})  # fmt: skip
+        (folder.part(digest) / SPEC).write_text(json.dumps(specs[-1], indent=1))
+    frames_total = sum(_frame_count(bag, options) for bag in unique.values())
+    bar = tqdm(total=frames_total, unit="frame", desc="bags", disable=not args.progress)
 
     def poll() -> None:
+        done = sum(row.get("frames", 0) for row in rows.values() if row.get("status") == "ok")
         running = sum(folder.frames_done(spec["digest"]) for spec in specs if spec["digest"] not in rows)
-        finished = sum(rows[d].get("frames", 0) for d in rows if rows[d].get("status") == "ok")
-        bar.n = min(frames_total, finished + running) if frames_total else 0
+        bar.n = min(frames_total, done + running)
         failed = sum(row["status"] != "ok" for row in rows.values())
         bar.set_postfix_str(f"{len(rows)}/{len(unique)} bags" + (f", {failed} failed" if failed else ""))
 
@@ -127,24 +138,24 @@ def _run(args: argparse.Namespace, settings: dict, bags: list[BagInput], folder:
             tqdm.write(f"gradunc-bag: {spec['name']} failed: {row['error']}", file=sys.stderr)
         poll()
 
+    poll()
     started = time.monotonic()  # the engine's time: workers' (or Ray's) start-up and model loading included
     try:
         if args.engine == "ray":
-            engines.run_ray(specs, args.address, args.workers, args.cpus_per_task, args.gpus_per_task, finished, poll)
+            engines.run_ray(specs, args.address, args.workers, args.cpus_per_task, args.gpus_per_task,
+                            args.stall_after, finished, poll)  # fmt: skip
         elif args.workers > 1:
-            engines.run_local(specs, args.workers, folder.root / "logs", finished, poll)
+            engines.run_local(specs, args.workers, folder.root / "logs", args.stall_after, finished, poll)
         else:
             engines.run_in_process(specs, finished, poll)
     finally:
         bar.close()
     seconds = time.monotonic() - started
-    ordered = [rows[bag.digest] for bag in unique.values() if bag.digest in rows]
-    ran = {spec["digest"] for spec in specs}
-    summary = _summary(args, ordered, folder, seconds, sum(rows[d].get("frames", 0) for d in ran if d in rows))
+    ordered = [rows[digest] for digest in unique if digest in rows]
+    frames_run = sum(rows[spec["digest"]].get("frames", 0) for spec in specs if spec["digest"] in rows)
+    summary = _summary(args, ordered, folder, seconds, frames_run)
     folder.write_tables(ordered)
-    run = {"command": ["gradunc-bag", *sys.argv[1:]], "engine": args.engine, "workers": args.workers,
-           "address": args.address, "seconds": round(seconds, 3)}  # fmt: skip
-    folder.write_manifest(settings, run, ordered)
+    folder.write_manifest(settings, {**_run_info(args), "state": "done", "seconds": round(seconds, 3)}, ordered)
     text = json.dumps(summary, indent=1)
     if args.summary:
         Path(args.summary).write_text(text)
@@ -179,6 +190,6 @@ def _summary(
            "component", "metrics_error", "output_bag", "error")  # fmt: skip
     summary["per_bag"] = {row["name"]: {"bag": row["bag"], "status": row["status"],
                                         **{k: row[k] for k in own if k in row}} for row in rows}  # fmt: skip
-    if folder.root.exists() and args.out:
+    if args.out:
         summary["results"] = str(folder.root)
     return summary

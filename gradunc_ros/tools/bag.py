@@ -118,8 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="bags at once (local default 1: in this process; ray default: this machine's cores / --cpus-per-task)",
     )  # fmt: skip
     score.add_argument("--address", help="Ray cluster to use (default: a Ray started for this run, then stopped)")
-    score.add_argument("--cpus-per-task", type=positive_float, default=1.0, help="CPUs each Ray task declares")
-    score.add_argument("--gpus-per-task", type=non_negative_float, default=0.0, help="GPUs each Ray task declares")
+    score.add_argument("--cpus-per-task", type=positive_float, help="CPUs each Ray task declares (default 1)")
+    score.add_argument("--gpus-per-task", type=non_negative_float, help="GPUs each Ray task declares (default 0)")
+    score.add_argument(
+        "--stall-after", type=positive_float, default=600.0,
+        help="seconds without a new frame after which a bag's task is stopped and the bag failed (worker "
+        "processes and Ray; default 600)",
+    )  # fmt: skip
     score.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     add_model_options(score)
     add_score_options(score)
@@ -170,8 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "evaluate":
         if not args.recorded and not args.out:
             parser.error("evaluate needs --out (the results folder, with the output bags) unless --recorded")
-        if args.address and args.engine != "ray":
-            parser.error("--address is for --engine ray")
+        given = [name for name in ("address", "cpus_per_task", "gpus_per_task") if getattr(args, name) is not None]
+        if given and args.engine != "ray":
+            parser.error(f"--{given[0].replace('_', '-')} is for --engine ray")
+        args.cpus_per_task = 1.0 if args.cpus_per_task is None else args.cpus_per_task
+        args.gpus_per_task = 0.0 if args.gpus_per_task is None else args.gpus_per_task
         if args.workers is None:
             import os
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from gradunc_ros.evaluation.datasets import CAMVID_OOD_LABELS, IDENTITY_OOD
 from gradunc_ros.imageio import read_label, read_rgb
 from gradunc_ros.streams.bags import (
     BagWriter,
@@ -21,7 +20,6 @@ from gradunc_ros.streams.bags import (
 )
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-LABEL_MAPS = {"camvid": CAMVID_OOD_LABELS, "binary": IDENTITY_OOD}
 START_NS = 1_700_000_000 * 1_000_000_000  # stamps of a converted folder start here
 
 

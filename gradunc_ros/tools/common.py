@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gradunc_ros.deploy.runtimes import BACKENDS
+from gradunc_ros.errors import first_line  # noqa: F401 - the tools import it from here
 from gradunc_ros.models.preprocess import parse_size
 from gradunc_ros.uncertainty import DEFAULT_SCORE, SETTING_FIELDS, HeadSettings, SettingField, sweep
 from gradunc_ros.uncertainty.norms import P_MAX, P_MIN
@@ -130,13 +131,12 @@ def new_bag(text: str) -> Path:
 
 def results_folder(text: str) -> Path:
     """A results folder: new (its parent must exist), or one that gradunc-bag evaluate wrote (to resume)."""
+    from gradunc_ros.fleet.results import refusal
+
     path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a file, not a results folder")
-    if path.is_dir() and any(path.iterdir()) and not (path / "manifest.json").is_file():
-        raise argparse.ArgumentTypeError(
-            f"{text} exists and holds no results of gradunc-bag evaluate: give a new folder (or an earlier run's)"
-        )
+    reason = refusal(path)
+    if reason:
+        raise argparse.ArgumentTypeError(reason)
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"the folder {path.parent} of {text} does not exist")
     return path
@@ -292,13 +292,6 @@ def say_assumed(loaded, say: Callable[[str], None]) -> None:
     """One line naming what no model card said and was assumed (class names, colours, normalisation)."""
     if loaded.assumed:
         say(f"no model card says the {', '.join(loaded.assumed)}: assumed (a card: --card, or <weights>.card.yaml)")
-
-
-def first_line(error: BaseException) -> str:
-    """An error as one line: KeyError without its quotes, long library messages cut at the first line."""
-    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-    lines = str(text).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 def one_line_errors(prog: str, work: Callable[[], int]) -> int:

@@ -128,7 +128,7 @@ def _tail(path: Path, lines: int = 5) -> str:
 
 
 def run_demo(args: argparse.Namespace, started: float) -> dict:
-    from gradunc_ros.fleet.bag_task import LABEL_MAPS, score_recorded, summarise
+    from gradunc_ros.fleet.bag_task import evaluate_recorded
     from gradunc_ros.ros.isolation import join_graph, private_ros_env
     from gradunc_ros.ros.spinning import watch_diagnostics
     from gradunc_ros.tools.bag_offline import frames_in, write_frames_bag
@@ -239,12 +239,15 @@ def run_demo(args: argparse.Namespace, started: float) -> dict:
             stop(process, 30)
         node_log.close()
     _say("4/5 scoring the recorded outputs", started)
-    scores, label_maps, latencies = score_recorded(out / "output.bag", CAMERA, LABELS_TOPIC)
-    evaluation = summarise(out / "output.bag", scores, label_maps, latencies, LABEL_MAPS["camvid"], 50, 10)
+    evaluation = evaluate_recorded(out / "output.bag", CAMERA, LABELS_TOPIC, "camvid", 50, 10)
+    if evaluation["status"] != "ok":
+        raise DemoError(f"the recording could not be scored: {evaluation['error']}")
     if played["unanswered"]:
         raise DemoError(f"the node did not answer {played['unanswered']} of {played['frames']} frames in time")
     if evaluation["frames_scored"] < played["answered"]:
-        raise DemoError(f"{played['answered']} frames were answered but the recording holds {len(scores)}")
+        raise DemoError(
+            f"{played['answered']} frames were answered but the recording holds {evaluation['frames_scored']}"
+        )
     if labels and "pixel" not in evaluation:
         raise DemoError(f"no OoD metrics: {evaluation.get('metrics_error', 'no frame with labels was scored')}")
     _say("5/5 contact sheet and summary", started)
