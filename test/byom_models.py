@@ -70,6 +70,25 @@ def torchvision_style(num_classes: int = 6, seed: int = 0) -> nn.Module:
     return model
 
 
+class _Slow(TorchvisionStyleSegmenter):
+    """Every forward pass takes at least ``SLOW_SECONDS``: a bag of it lasts long enough, on any machine,
+    for a test to act in its middle."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        import time
+
+        time.sleep(SLOW_SECONDS)
+        return super().forward(x)
+
+
+SLOW_SECONDS = 0.05
+
+
+def slow_segmenter(num_classes: int = 6) -> nn.Module:
+    _seeded(0)
+    return _Slow(num_classes)
+
+
 SEGFORMER_TINY = dict(
     num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[16, 32], patch_sizes=[7, 3], strides=[4, 2],
     num_attention_heads=[1, 2], mlp_ratios=[2, 2], decoder_hidden_size=32,

@@ -58,6 +58,12 @@ def fleet(tiny_camvid: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+# A model whose every frame takes 50 ms or more (test/byom_models.py), whatever the machine: a 60-frame bag
+# lasts 3 s at least, so that a kill after its second frame lands in its middle.
+SLOW = ["--model", "byom_models:slow_segmenter", "--model-path", str(Path(__file__).parent), "--threads", "1",
+        "--min-pred", "5", "--min-gt", "5", "--input-size", "64x48", "--threshold", "0.0", "--no-progress"]  # fmt: skip
+
+
 def _common(weights: Path) -> list[str]:
     return ["--weights", str(weights), "--threshold", "0.0", "--threads", "1", "--min-pred", "5", "--min-gt", "5",
             "--input-size", "64x48", "--no-progress"]  # fmt: skip
@@ -113,7 +119,7 @@ def test_a_fleet_on_local_ray_merges_exactly_and_reports_its_broken_bags(
 
 
 def _long_bag(path: Path, frames: int = 60) -> Path:
-    """Frames enough that a bag takes seconds: a kill lands in its middle."""
+    """Frames enough that a bag takes seconds with the slow model (SLOW): a kill lands in its middle."""
     rng = np.random.default_rng(1)
     label = np.full((120, 160), 3, np.uint8)
     label[40:80, 50:90] = 9  # held out: OoD
@@ -141,9 +147,9 @@ def _worker_mid_bag(out: Path, bag: Path) -> int | None:
     for spec_file in (out / "parts").glob("*/spec.json"):
         part = spec_file.parent
         try:
-            spec, frames = json.loads(spec_file.read_text()), int((part / "progress").read_text() or 0)
+            spec, frames = json.loads(spec_file.read_text()), int((part / "progress").read_text().split()[0])
             pid = json.loads((part / "worker.json").read_text())["pid"]
-        except (OSError, ValueError):
+        except (OSError, ValueError, IndexError):
             continue
         if Path(spec["bag"]) == bag.resolve() and frames >= 2 and not (part / "row.json").exists():
             return pid
@@ -158,7 +164,7 @@ def test_a_worker_killed_mid_bag_costs_that_bag_only_and_a_rerun_resumes_it(
     long = _long_bag(tmp_path / "long")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "gradunc_ros.tools.bag", "evaluate", str(long), str(fleet / "a"),
-               str(fleet / "b"), *_common(random_erfnet), "--workers", "2", "--out", str(out)]  # fmt: skip
+               str(fleet / "b"), *SLOW, "--workers", "2", "--out", str(out)]  # fmt: skip
     run = start(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         os.kill(_wait_for(lambda: _worker_mid_bag(out, long), 120, "the long bag's worker starting"), signal.SIGKILL)
@@ -235,7 +241,7 @@ def test_a_ray_run_killed_with_sigkill_leaves_no_ray_process_behind(random_erfne
     before = set(Path(os.environ.get("TMPDIR", "/tmp")).glob("gradunc-ray-*"))
     long = _long_bag(tmp_path / "long")
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "gradunc_ros.tools.bag", "evaluate", str(long), *_common(random_erfnet),
+    command = [sys.executable, "-m", "gradunc_ros.tools.bag", "evaluate", str(long), *SLOW,
                "--engine", "ray", "--workers", "1", "--out", str(out)]  # fmt: skip
     run = start(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -249,7 +255,7 @@ def test_a_ray_run_killed_with_sigkill_leaves_no_ray_process_behind(random_erfne
         stop(run)
     _wait_for(lambda: not _ray_processes_of(ours) and not ours[0].exists(), 30, "Ray's processes ending")
     # The driver itself was killed: the folder, manifest and all, resumes (here in one process).
-    resumed = _bag(str(long), *_common(random_erfnet), "--out", str(out))
+    resumed = _bag(str(long), *SLOW, "--out", str(out))
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["frames_scored"] == 60 and len(_rows(out / "frames.jsonl")) == 60
 
@@ -273,8 +279,9 @@ def _worker_pids(out: Path) -> list[int]:
     return pids
 
 
-def test_a_ray_task_no_node_can_take_is_refused() -> None:
-    """Ray would queue such a task for ever; the check reads the nodes Ray reports."""
+def test_a_ray_task_no_node_can_take_is_refused(capsys: pytest.CaptureFixture) -> None:
+    """Ray would queue such a task for ever: refused on a Ray started for the run, said on a cluster (which
+    may grow nodes); the check reads the nodes Ray reports."""
     from gradunc_ros.fleet.engines import _check_resources
 
     class Nodes:
@@ -284,8 +291,11 @@ def test_a_ray_task_no_node_can_take_is_refused() -> None:
         def nodes(self) -> list[dict]:
             return [{"Alive": True, "Resources": r} for r in self.resources] + [{"Alive": False, "Resources": {}}]
 
-    _check_resources(Nodes({"CPU": 2.0}, {"CPU": 8.0, "GPU": 1.0}), 4, 1)  # the second node can
+    nodes = Nodes({"CPU": 2.0}, {"CPU": 8.0, "GPU": 1.0})
+    _check_resources(nodes, 4, 1, cluster=False)  # the second node can
     with pytest.raises(
         RuntimeError, match=r"no Ray node has 4 CPU\(s\) and 2 GPU\(s\) for a task \(the largest has 8 and 1\)"
     ):
-        _check_resources(Nodes({"CPU": 2.0}, {"CPU": 8.0, "GPU": 1.0}), 4, 2)
+        _check_resources(nodes, 4, 2, cluster=False)
+    _check_resources(nodes, 4, 2, cluster=True)
+    assert "the tasks wait for the cluster to grow" in capsys.readouterr().err

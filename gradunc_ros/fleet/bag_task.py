@@ -37,7 +37,7 @@ from gradunc_ros.streams.stamps import stamp_ns
 from gradunc_ros.streams.topics import output_topics
 
 from .merge import merged_metrics
-from .results import FRAMES, LABELLED, OOD_SCORES, PROGRESS, ROW, WORKER, write_json_atomically
+from .results import FRAMES, LABELLED, LABELS_WAITING, OOD_SCORES, PROGRESS, ROW, WORKER, write_json_atomically
 
 LABEL_MAPS = {"camvid": CAMVID_OOD_LABELS, "binary": IDENTITY_OOD}
 PROGRESS_PERIOD = 0.2  # seconds between writes of the progress file
@@ -96,17 +96,25 @@ def _assembly(options_json: str):
 
 
 class Progress:
-    """Frames done, in a file the driver reads for its progress bar (rewritten at most every 0.2 s), and
-    told to ``on_write`` (the in-process engine's bar)."""
+    """Frames done, in a file the driver reads for its progress bar and its stall watch (rewritten at most
+    every 0.2 s), and told to ``on_write`` (the in-process engine's bar).  ``beat`` says the task is busy
+    without a new frame (parking labels, merging its metrics), so that the watch does not stop it."""
 
     def __init__(self, part: Path, on_write: Callable[[], None] | None = None) -> None:
-        self.path, self.frames, self._written, self._on_write = part / PROGRESS, 0, 0.0, on_write
+        self.path, self.frames, self.beats, self._written, self._on_write = part / PROGRESS, 0, 0, 0.0, on_write
 
     def step(self, force: bool = False) -> None:
         self.frames += 0 if force else 1
+        self._write(force)
+
+    def beat(self) -> None:
+        self.beats += 1
+        self._write(False)
+
+    def _write(self, force: bool) -> None:
         now = time.monotonic()
         if force or now - self._written >= PROGRESS_PERIOD:
-            self.path.with_suffix(".partial").write_text(str(self.frames))
+            self.path.with_suffix(".partial").write_text(f"{self.frames}\n{self.beats}\n")
             os.replace(self.path.with_suffix(".partial"), self.path)
             self._written = now
             if self._on_write is not None:
@@ -117,24 +125,28 @@ class LabelledFrames:
     """The bag's labels, parked on disk by stamp until their frames come; each labelled frame's score and
     label maps written to the part folder as it is scored, its OoD scores kept (they are few)."""
 
-    def __init__(self, part: Path, bag: Path, topic: str | None, label_map: np.ndarray) -> None:
-        self._waiting, self._folder, self.count, self._ood = part / "labels", part / LABELLED, 0, []
+    def __init__(self, part: Path, bag: Path, topic: str | None, label_map: np.ndarray, progress: Progress) -> None:
+        self._waiting, self._folder, self.count, self._ood = part / LABELS_WAITING, part / LABELLED, 0, []
         self._waiting.mkdir()
         self._folder.mkdir()
         self.stamps: set[int] = set()
+        self.mismatched = 0  # labels whose size is not their frame's: left out, counted
         for _, _, message in read_messages(bag, [topic]) if topic else ():
-            stamp = stamp_ns(message.header)
+            stamp = stamp_ns(message.header)  # a label sent twice: the last one holds
             np.save(self._waiting / f"{stamp}.npy", label_map[image_array(message)])
             self.stamps.add(stamp)
+            progress.beat()
 
-    def add(self, stamp: int, score: np.ndarray) -> None:
+    def add(self, stamp: int, score: np.ndarray) -> str:
+        """Keep the frame with its label; "" or why it was left out."""
         label = np.load(self._waiting / f"{stamp}.npy")
         if label.shape != score.shape:
-            raise BagError(f"the label image of stamp {stamp} is {label.shape[1]}x{label.shape[0]}, its frame's "
-                           f"scores {score.shape[1]}x{score.shape[0]}")  # fmt: skip
+            self.mismatched += 1
+            return f"label {label.shape[1]}x{label.shape[0]}, frame {score.shape[1]}x{score.shape[0]}: left out"
         np.savez(self._folder / f"{self.count:06d}.npz", score=score, label=label)
         self._ood.append(score[label == 1])
         self.count += 1
+        return ""
 
     def close(self) -> None:
         ood = np.concatenate(self._ood) if self._ood else np.empty(0, np.float32)
@@ -164,24 +176,35 @@ def _evaluate(spec: dict, part: Path, progress: Progress) -> tuple[list[dict], i
     if label_topic not in available and not options["allow_unlabelled"]:
         raise BagError(f"no label topic {label_topic} in {bag} (--allow-unlabelled evaluates it without metrics)")
     labelled = LabelledFrames(part, bag, label_topic if label_topic in available else None,
-                              LABEL_MAPS[options["label_map"]])  # fmt: skip
+                              LABEL_MAPS[options["label_map"]], progress)  # fmt: skip
     rows, extra = [], {}
     if options["recorded"]:
-        latencies = []
-        for index, (received_ns, message) in enumerate(_frames_of(spec, topic)):
+        latencies, seen = [], set()
+        for received_ns, message in _frames_of(spec, topic):
             stamp, score = stamp_ns(message.header), image_array(message)
+            if stamp in seen:  # the node answered a frame twice (a replay resends what it thinks lost)
+                continue
+            seen.add(stamp)
             latencies.append((received_ns - stamp) / 1e6)
-            row = {"bag": spec["name"], "digest": spec["digest"], "index": index, "stamp_ns": stamp}
+            row = {"bag": spec["name"], "digest": spec["digest"], "index": len(rows), "stamp_ns": stamp}
             rows.append({**row, **score_figures(score), "labelled": stamp in labelled.stamps,
                          "latency_ms": latencies[-1]})  # fmt: skip
             if stamp in labelled.stamps:
-                labelled.add(stamp, score)
+                _keep(labelled, stamp, score, rows[-1])
             progress.step()
         extra = {"latency_ms": latency_figures(latencies)} if latencies else {}
     else:
         rows, extra = _run_pipeline(spec, available, topic, labelled, progress)
     labelled.close()
+    if labelled.mismatched:
+        extra["labels_mismatched"] = labelled.mismatched
     return rows, labelled.count, extra
+
+
+def _keep(labelled: LabelledFrames, stamp: int, score: np.ndarray, row: dict) -> None:
+    left_out = labelled.add(stamp, score)
+    if left_out:
+        row.update(labelled=False, label_error=left_out)
 
 
 def _run_pipeline(spec: dict, available: dict, topic: str, labelled: LabelledFrames, progress: Progress):
@@ -212,9 +235,9 @@ def _run_pipeline(spec: dict, available: dict, topic: str, labelled: LabelledFra
             row.update(**score_figures(score), labelled=stamp in labelled.stamps)
             if "ood_mask" in outputs:
                 row["ood_fraction"] = float(np.count_nonzero(outputs["ood_mask"][0]) / score.size)
-            if stamp in labelled.stamps:
-                labelled.add(stamp, score)
             rows.append(row)
+            if stamp in labelled.stamps:
+                _keep(labelled, stamp, score, row)
             progress.step()
     os.replace(partial, output)
     return rows, {"undecodable": undecodable, "output_bag": str(output)}
@@ -223,6 +246,14 @@ def _run_pipeline(spec: dict, available: dict, topic: str, labelled: LabelledFra
 def partial_bag(spec: dict) -> Path:
     """Where the output bag is written until it is whole."""
     return Path(spec["output_bag"]).with_name(f".{spec['name']}.partial")
+
+
+def tidy_failed(spec: dict) -> None:
+    """What a failed bag's task left that nothing will read: parked labels, kept frames, a partial bag."""
+    part = Path(spec["part"])
+    for leftover in (part / LABELS_WAITING, part / LABELLED, partial_bag(spec) if "output_bag" in spec else None):
+        if leftover is not None:
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def evaluate_bag(spec: dict, on_progress: Callable[[], None] | None = None) -> dict:
@@ -241,12 +272,11 @@ def evaluate_bag(spec: dict, on_progress: Callable[[], None] | None = None) -> d
         row.update(status="ok", frames=len(rows), frames_scored=scored, frames_with_labels=count, **extra)
         row.update(seconds=round(seconds, 3), frames_per_s=round(len(rows) / seconds, 3) if seconds else None)
         options = spec["options"]
-        row.update(merged_metrics([part], options["min_pred"], options["min_gt"]))  # the bag's own figures
+        row.update(merged_metrics([part], options["min_pred"], options["min_gt"], progress.beat))  # its own
     except Exception as error:  # noqa: BLE001 - whatever it was, it is this bag's fault report
         row["error"] = str(error) if isinstance(error, BagError) else f"{type(error).__name__}: {first_line(error)}"
         row["seconds"] = round(time.monotonic() - started, 3)
-        if "output_bag" in spec:
-            shutil.rmtree(partial_bag(spec), ignore_errors=True)
+        tidy_failed(spec)
     progress.step(force=True)
     write_json_atomically(part / ROW, row)
     return row

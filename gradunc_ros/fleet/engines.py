@@ -41,33 +41,33 @@ def _stalled(spec: dict, seconds: float) -> dict:
 
 
 class Watch:
-    """When each running task last showed a new frame (its progress file), to find the stalled ones."""
+    """When each running task last showed a sign of life (a new frame, or a beat, in its progress file),
+    to find the stalled ones."""
 
     def __init__(self, stall_after: float) -> None:
         self.stall_after = stall_after
-        self._seen: dict[str, tuple[int, float]] = {}
+        self._seen: dict[str, tuple[str, float]] = {}
 
     def started(self, spec: dict) -> None:
-        self._seen[spec["digest"]] = (-1, time.monotonic())
+        self._seen[spec["digest"]] = (_progress(spec), time.monotonic())
 
     def watching(self, spec: dict) -> bool:
         return spec["digest"] in self._seen
 
     def stalled(self, spec: dict) -> bool:
-        frames = _frames_done(spec)
-        last, since = self._seen.get(spec["digest"], (-1, time.monotonic()))
-        now = time.monotonic()
-        if frames != last:
-            self._seen[spec["digest"]] = (frames, now)
+        now, progress = time.monotonic(), _progress(spec)
+        last, since = self._seen.setdefault(spec["digest"], (progress, now))
+        if progress != last:
+            self._seen[spec["digest"]] = (progress, now)
             return False
         return now - since > self.stall_after
 
 
-def _frames_done(spec: dict) -> int:
+def _progress(spec: dict) -> str:
     try:
-        return int((Path(spec["part"]) / "progress").read_text() or 0)
-    except (OSError, ValueError):
-        return -1
+        return (Path(spec["part"]) / "progress").read_text()
+    except OSError:
+        return ""
 
 
 def _last_line(path: Path) -> str:
@@ -142,8 +142,11 @@ def run_local(
                     worker.spec = None
                 elif spec is not None and not gone and watch.stalled(spec):
                     worker.process.kill()
-                    worker.process.wait()
-                    finished(spec, _stalled(spec, stall_after))
+                    try:
+                        worker.process.wait(timeout=10.0)
+                    except subprocess.TimeoutExpired:  # unkillable (a hung mount): abandoned, it dies with us
+                        pass
+                    finished(spec, read_row(Path(spec["part"])) or _stalled(spec, stall_after))  # done after all?
                     pool.remove(worker)
                 elif gone:
                     if spec is not None:
@@ -177,15 +180,19 @@ def require_ray():
     return ray
 
 
-def _check_resources(ray, cpus: float, gpus: float) -> None:
-    """A task asking for more than any node has would wait for ever: refused in one line instead."""
+def _check_resources(ray, cpus: float, gpus: float, cluster: bool) -> None:
+    """A task asking for more than any node has would wait for ever: refused in one line instead (on a
+    cluster, which may grow nodes on demand, said as a warning)."""
     nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
-    if not any(node.get("CPU", 0) >= cpus and node.get("GPU", 0) >= gpus for node in nodes):
-        largest = max(nodes, key=lambda node: (node.get("GPU", 0), node.get("CPU", 0)), default={})
-        raise RuntimeError(
-            f"no Ray node has {cpus:g} CPU(s) and {gpus:g} GPU(s) for a task (the largest has "
-            f"{largest.get('CPU', 0):g} and {largest.get('GPU', 0):g}): lower --cpus-per-task / --gpus-per-task"
-        )
+    if any(node.get("CPU", 0) >= cpus and node.get("GPU", 0) >= gpus for node in nodes):
+        return
+    largest = max(nodes, key=lambda node: (node.get("GPU", 0), node.get("CPU", 0)), default={})
+    text = (f"no Ray node has {cpus:g} CPU(s) and {gpus:g} GPU(s) for a task (the largest has "
+            f"{largest.get('CPU', 0):g} and {largest.get('GPU', 0):g})")  # fmt: skip
+    if not cluster:
+        raise RuntimeError(f"{text}: lower --cpus-per-task / --gpus-per-task")
+    print(f"gradunc-bag: {text} yet: the tasks wait for the cluster to grow (--stall-after does not count "
+          "a queued task)", file=sys.stderr)  # fmt: skip
 
 
 def run_ray(
@@ -223,44 +230,60 @@ def run_ray(
         raise RuntimeError(f"Ray did not start{' at ' + address if address else ''}: {first_line(error)}") from None
     raise_on_sigterm()  # ray.init put its own SIGTERM handler in, which would skip the shutdown below
     try:
-        _check_resources(ray, cpus, gpus)
+        _check_resources(ray, cpus, gpus, cluster=bool(address))
         _run_tasks(ray, specs, cpus, gpus, Watch(stall_after), finished, poll)
     except ray.exceptions.RayError as error:  # the cluster itself went away
         raise RuntimeError(f"Ray failed: {type(error).__name__}: {first_line(error)}") from None
     finally:
-        bounded_teardown(ray.shutdown, "Ray's shutdown")
+        try:
+            bounded_teardown(ray.shutdown, "Ray's shutdown")
+        except Exception as error:  # noqa: BLE001 - the results are in; say it and go on
+            print(f"gradunc-bag: Ray's shutdown failed: {first_line(error)}", file=sys.stderr)
         if reaper is not None:
             stop(reaper, timeout=10.0, first=signal.SIGTERM)
         if temp is not None:  # the reaper removes it too, but only where it can look at /proc
             shutil.rmtree(temp, ignore_errors=True)
 
 
+CANCEL_GRACE = 30.0  # seconds a cancelled (stalled) Ray task has to end before it is given up on
+
+
 def _run_tasks(ray, specs: list[dict], cpus: float, gpus: float, watch: Watch, finished: Finished, poll) -> None:
     task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(evaluate_bag)
     pending = {task.remote(spec): spec for spec in specs}
-    stalled: dict[object, dict] = {}
+    cancelled: dict[object, float] = {}  # reference -> when it was cancelled
+    every = min(5.0, watch.stall_after / 3)  # seconds between looks for stalled tasks: a stat per task
+    looked = time.monotonic()
     while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL)
+        ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=POLL)
         poll()
         for reference in ready:
             spec = pending.pop(reference)
-            if reference in stalled:
-                finished(spec, stalled.pop(reference))
-                continue
             try:
-                row = ray.get(reference)
+                row = ray.get(reference)  # a stalled task may have finished after all
             except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as error:
                 row = failed_row(spec, f"its Ray worker died in the middle of the bag ({type(error).__name__}); "
                                        "rerun to resume it")  # fmt: skip
             except ray.exceptions.RayError as error:  # evaluate_bag catches its own errors: this is Ray's
                 row = failed_row(spec, f"its Ray task failed ({type(error).__name__}: {first_line(error)})")
+            if reference in cancelled and row["status"] != "ok":
+                row = _stalled(spec, watch.stall_after)
+            cancelled.pop(reference, None)
             finished(spec, row)
+        now = time.monotonic()
+        for reference in [r for r, at in cancelled.items() if now - at > CANCEL_GRACE]:  # it never ended
+            spec = pending.pop(reference)
+            cancelled.pop(reference)
+            finished(spec, _stalled(spec, watch.stall_after))
+        if now - looked < every:
+            continue
+        looked = now
         for reference, spec in pending.items():
             # A task counts as running once its worker said so (worker.json): a queued one is not stalled.
-            if reference in stalled or not (Path(spec["part"]) / WORKER).exists():
+            if reference in cancelled or not (Path(spec["part"]) / WORKER).exists():
                 continue
             if not watch.watching(spec):
                 watch.started(spec)
-            if watch.stalled(spec):
-                stalled[reference] = _stalled(spec, watch.stall_after)
+            elif watch.stalled(spec):
+                cancelled[reference] = now
                 ray.cancel(reference, force=True)

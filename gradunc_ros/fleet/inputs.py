@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,18 +74,28 @@ def _identity(path: Path) -> str:
     return json.dumps([str(path), stats])
 
 
-def bag_inputs(paths: Iterable[Path], skip: Path | None = None, kept: dict | None = None) -> list[BagInput]:
+def bag_inputs(
+    paths: Iterable[Path],
+    skip: Path | None = None,
+    kept: dict | None = None,
+    used: dict | None = None,
+    on_new: Callable[[], None] = lambda: None,
+) -> list[BagInput]:
     """The bags under ``paths`` (none under ``skip``) with their digests, taken from ``kept`` (identity ->
-    digest, updated here) where the bag is unchanged.  A path that cannot be read gets the digest of its
-    name, so that it is still reported per bag."""
+    digest) where the bag is unchanged; ``used`` receives the identities of these bags, ``on_new`` is
+    called after each bag hashed anew.  A path that cannot be read gets the digest of its name, so that
+    it is still reported per bag."""
     kept = {} if kept is None else kept
+    used = {} if used is None else used
     inputs = []
     for path in find_bags(paths, skip):
         try:
             identity = _identity(path)
             if identity not in kept:
                 kept[identity] = content_digest(path)
-            digest = kept[identity]
+                used[identity] = kept[identity]
+                on_new()
+            digest = used[identity] = kept[identity]
         except OSError:
             digest = hashlib.blake2b(str(path).encode(), digest_size=HASH_CHARS // 2).hexdigest()
         inputs.append(BagInput(path, digest))

@@ -4,7 +4,7 @@ joined in bag order.  A few frames are in memory at a time, and every bag's OoD 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +34,10 @@ def _labelled_chunks(part: Path) -> Iterator[tuple[list[np.ndarray], list[np.nda
         yield scores, labels
 
 
-def merged_metrics(parts: Sequence[Path], min_pred: int, min_gt: int) -> dict:
+def merged_metrics(parts: Sequence[Path], min_pred: int, min_gt: int, beat: Callable[[], None] = lambda: None) -> dict:
     """``pixel`` and ``component`` (as ``component_metrics``: at the set's best-F1 threshold) of the
     labelled frames of these bags' parts, or ``metrics_error`` where they are undefined; {} without any
-    labelled frame."""
+    labelled frame.  ``beat`` is called after each chunk of frames (a task's sign of life)."""
     parts = [part for part in parts if any((part / LABELLED).glob("*.npz"))]
     if not parts:
         return {}
@@ -46,6 +46,7 @@ def merged_metrics(parts: Sequence[Path], min_pred: int, min_gt: int) -> dict:
         for part in parts:
             for scores, labels in _labelled_chunks(part):
                 builder.add(scores, labels)
+                beat()
         pixel = metrics_from_counts(builder.result())
     except ValueError as error:  # e.g. no OoD pixel in any labelled frame
         return {"metrics_error": str(error)}
@@ -55,6 +56,7 @@ def merged_metrics(parts: Sequence[Path], min_pred: int, min_gt: int) -> dict:
     for part in parts:
         for scores, labels in _labelled_chunks(part):
             chunk_siou, chunk_ppv = component_lists(scores, labels, threshold, min_pred, min_gt)
+            beat()
             siou += chunk_siou
             ppv += chunk_ppv
     return {"pixel": pixel, "component": component_figures(siou, ppv, threshold)}

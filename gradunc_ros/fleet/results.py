@@ -24,10 +24,13 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from gradunc_ros.errors import first_line
+
 MANIFEST = "manifest.json"
 ROW = "row.json"
 FRAMES = "frames.jsonl"
 LABELLED = "labelled"  # a folder: one .npz (score, label) per labelled frame, in order
+LABELS_WAITING = "labels"  # a folder: the bag's label images, parked by stamp until their frames come
 OOD_SCORES = "ood_scores.npy"  # every labelled frame's OoD pixels' scores, joined
 PROGRESS = "progress"
 WORKER = "worker.json"
@@ -64,27 +67,31 @@ class ResultsFolder:
         self.root = Path(root)
 
     def open(self, settings: dict, run: dict) -> None:
-        """Create the folder with a manifest saying a run is under way (a run killed from now on can be
-        resumed), or check that an existing one holds results of these settings."""
+        """Create the folder, or check that an existing one holds results of these settings; then, before
+        anything else is written, a manifest saying a run is under way: a run killed from here on resumes."""
         manifest = self.root / MANIFEST
         reason = refusal(self.root)
         if reason:
             raise ValueError(reason)
+        earlier_bags: list = []
         if manifest.is_file():
             try:
-                earlier = json.loads(manifest.read_text())["settings"]
-            except (ValueError, KeyError) as error:
-                raise ValueError(f"{manifest} is unreadable ({error}): give a new folder") from None
-            changed = sorted(key for key in set(earlier) | set(settings) if earlier.get(key) != settings.get(key))
+                earlier = json.loads(manifest.read_text())
+                earlier_settings, earlier_bags = earlier["settings"], earlier.get("bags", [])
+            except (ValueError, KeyError, TypeError) as error:
+                raise ValueError(f"{manifest} is unreadable ({first_line(error)}): give a new folder") from None
+            changed = sorted(
+                k for k in set(earlier_settings) | set(settings) if earlier_settings.get(k) != settings.get(k)
+            )
             if changed:
                 raise ValueError(
                     f"{self.root} holds results made with other settings ({', '.join(changed)}): "
                     "give a new folder, or the same settings to resume"
                 )
-        (self.root / "parts").mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(exist_ok=True)
+        self.write_manifest(settings, {**run, "state": "running"}, earlier_bags)
+        (self.root / "parts").mkdir(exist_ok=True)
         (self.root / "bags").mkdir(exist_ok=True)
-        if not manifest.is_file():
-            self.write_manifest(settings, {**run, "state": "running"}, [])
 
     def digests(self) -> dict:
         try:
@@ -92,8 +99,12 @@ class ResultsFolder:
         except (OSError, ValueError):
             return {}
 
-    def keep_digests(self, digests: dict) -> None:
-        write_json_atomically(self.root / DIGESTS, digests)
+    def keep_digests(self, digests: dict, every: float = 0.0) -> None:
+        """Write the digests (with ``every``: at most that often, so a long hashing run keeps what it did)."""
+        now = time.monotonic()
+        if now - getattr(self, "_digests_written", 0.0) >= every:
+            write_json_atomically(self.root / DIGESTS, digests)
+            self._digests_written = now
 
     def part(self, digest: str) -> Path:
         return self.root / "parts" / digest
@@ -126,8 +137,8 @@ class ResultsFolder:
     def frames_done(self, digest: str) -> int:
         """How many frames the bag's task has been through (its progress file; 0 before it starts)."""
         try:
-            return int((self.part(digest) / PROGRESS).read_text() or 0)
-        except (OSError, ValueError):
+            return int((self.part(digest) / PROGRESS).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
             return 0
 
     def frame_rows(self, digest: str) -> list[dict]:
@@ -150,9 +161,8 @@ class ResultsFolder:
         os.replace(self.root / "frames.jsonl.partial", self.root / "frames.jsonl")
 
     def write_manifest(self, settings: dict, run: dict, rows: Iterable[dict]) -> None:
-        bags = [
-            {key: row.get(key) for key in ("bag", "name", "digest", "status", "error", "output_bag")} for row in rows
-        ]
+        keys = ("bag", "name", "digest", "status", "error", "output_bag")
+        bags = [{key: row.get(key) for key in keys} for row in rows]
         write_json_atomically(
             self.root / MANIFEST,
             {"tool": "gradunc-bag evaluate", "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **run,

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from gradunc_ros.uncertainty.settings import SETTING_FIELDS
 
 from . import engines
-from .bag_task import frames_topic, latency_figures, readable_topics
+from .bag_task import frames_topic, latency_figures, readable_topics, tidy_failed
 from .inputs import BagInput, bag_inputs
 from .merge import merged_metrics
 from .results import SPEC, ResultsFolder
@@ -35,6 +35,7 @@ from .results import SPEC, ResultsFolder
 # and a failed bag is never done.)
 RUN_KEYS = {"bags", "out", "summary", "engine", "workers", "address", "cpus_per_task", "gpus_per_task",
             "stall_after", "command", "run", "threads", "progress", "allow_unlabelled"}  # fmt: skip
+RESULTS_FORMAT = 2  # of the part folders: a folder of another format is refused, never half read
 # Options the model, pipeline and threshold are assembled from (a worker process loads them once).
 MODEL_KEYS = {"model", "weights", "card", "model_path", "num_classes", "device", "input_size", "backend",
               "precision", "threads", "threshold", *(field.name for field in SETTING_FIELDS)}  # fmt: skip
@@ -43,7 +44,7 @@ MODEL_KEYS = {"model", "weights", "card", "model_path", "num_classes", "device",
 def settings_of(args: argparse.Namespace) -> dict:
     """What the results depend on, the weights by their full path and digest (the same path may hold
     retrained weights)."""
-    settings = {k: v for k, v in sorted(vars(args).items()) if k not in RUN_KEYS}
+    settings = {"results_format": RESULTS_FORMAT, **{k: v for k, v in sorted(vars(args).items()) if k not in RUN_KEYS}}
     weights = Path(args.weights) if args.weights else None
     if weights is not None and weights.is_file():
         settings["weights"] = str(weights.resolve())
@@ -91,9 +92,10 @@ def evaluate_fleet(args: argparse.Namespace) -> int:
     folder = ResultsFolder(args.out or scratch)
     try:
         folder.open(settings, _run_info(args))  # settings refused before any bag is read
-        kept = folder.digests()
-        bags = bag_inputs((Path(p) for p in args.bags), skip=folder.root, kept=kept)
-        folder.keep_digests(kept)
+        kept, fresh = folder.digests(), {}
+        bags = bag_inputs((Path(p) for p in args.bags), skip=folder.root, kept=kept, used=fresh,
+                          on_new=lambda: folder.keep_digests({**kept, **fresh}, every=5.0))  # fmt: skip
+        folder.keep_digests(fresh)  # only this run's bags: a moved or changed bag's old entry goes
         return _evaluate_set(args, settings, bags, folder)
     finally:
         if scratch is not None:
@@ -125,7 +127,12 @@ def _evaluate_set(args: argparse.Namespace, settings: dict, bags: list[BagInput]
     frames_total = sum(_frame_count(bag, options) for bag in unique.values())
     bar = tqdm(total=frames_total, unit="frame", desc="bags", disable=not args.progress)
 
+    last_poll = [0.0]
+
     def poll() -> None:
+        if time.monotonic() - last_poll[0] < 0.5:  # a look at every running bag's progress: twice a second
+            return
+        last_poll[0] = time.monotonic()
         done = sum(row.get("frames", 0) for row in rows.values() if row.get("status") == "ok")
         running = sum(folder.frames_done(spec["digest"]) for spec in specs if spec["digest"] not in rows)
         bar.n = min(frames_total, done + running)
@@ -134,8 +141,11 @@ def _evaluate_set(args: argparse.Namespace, settings: dict, bags: list[BagInput]
 
     def finished(spec: dict, row: dict) -> None:
         rows[spec["digest"]] = row
-        if row["status"] != "ok" and len(unique) > 1:  # as it happens; one bag's is the run's account below
-            tqdm.write(f"gradunc-bag: {spec['name']} failed: {row['error']}", file=sys.stderr)
+        if row["status"] != "ok":
+            tidy_failed(spec)  # a worker killed or stopped could not
+            if len(unique) > 1:  # as it happens; one bag's is the run's account below
+                tqdm.write(f"gradunc-bag: {spec['name']} failed: {row['error']}", file=sys.stderr)
+        last_poll[0] = 0.0
         poll()
 
     poll()

@@ -121,9 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--cpus-per-task", type=positive_float, help="CPUs each Ray task declares (default 1)")
     score.add_argument("--gpus-per-task", type=non_negative_float, help="GPUs each Ray task declares (default 0)")
     score.add_argument(
-        "--stall-after", type=positive_float, default=600.0,
-        help="seconds without a new frame after which a bag's task is stopped and the bag failed (worker "
-        "processes and Ray; default 600)",
+        "--stall-after", type=positive_float,
+        help="seconds without a sign of life (a new frame) after which a bag's task is stopped and the bag "
+        "failed; with --workers 2 or more, or Ray (default 600)",
     )  # fmt: skip
     score.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     add_model_options(score)
@@ -178,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         given = [name for name in ("address", "cpus_per_task", "gpus_per_task") if getattr(args, name) is not None]
         if given and args.engine != "ray":
             parser.error(f"--{given[0].replace('_', '-')} is for --engine ray")
+        if args.stall_after is not None and args.engine == "local" and (args.workers or 1) == 1:
+            parser.error("--stall-after needs worker processes (--workers 2 or more) or --engine ray: a bag stuck "
+                         "in this process cannot be stopped")  # fmt: skip
+        args.stall_after = 600.0 if args.stall_after is None else args.stall_after
         args.cpus_per_task = 1.0 if args.cpus_per_task is None else args.cpus_per_task
         args.gpus_per_task = 0.0 if args.gpus_per_task is None else args.gpus_per_task
         if args.workers is None:
