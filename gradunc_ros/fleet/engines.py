@@ -23,7 +23,7 @@ from pathlib import Path
 from gradunc_ros.errors import first_line
 
 from .bag_task import evaluate_bag
-from .results import SPEC, WORKER, read_row
+from .results import PROGRESS, SPEC, WORKER, read_row
 
 POLL = 0.2  # seconds between looks at the workers
 Finished = Callable[[dict, dict], None]
@@ -65,7 +65,7 @@ class Watch:
 
 def _progress(spec: dict) -> str:
     try:
-        return (Path(spec["part"]) / "progress").read_text()
+        return (Path(spec["part"]) / PROGRESS).read_text()
     except OSError:
         return ""
 

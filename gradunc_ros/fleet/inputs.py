@@ -70,8 +70,9 @@ def content_digest(path: Path) -> str:
 def _identity(path: Path) -> str:
     """What must not change for a kept digest to hold: the path, and each file's name, size and mtime."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    stats = [(str(f.relative_to(path)) if path.is_dir() else "", f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    return json.dumps([str(path), stats])
+    stats = [(f, f.stat()) for f in files]
+    names = [(str(f.relative_to(path)) if path.is_dir() else "", st.st_size, st.st_mtime_ns) for f, st in stats]
+    return json.dumps([str(path), names])
 
 
 def bag_inputs(

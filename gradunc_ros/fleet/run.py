@@ -25,7 +25,7 @@ from tqdm import tqdm
 from gradunc_ros.uncertainty.settings import SETTING_FIELDS
 
 from . import engines
-from .bag_task import frames_topic, latency_figures, readable_topics, tidy_failed
+from .bag_task import frames_topic, latency_figures, tidy_failed
 from .inputs import BagInput, bag_inputs
 from .merge import merged_metrics
 from .results import SPEC, ResultsFolder
@@ -53,13 +53,15 @@ def settings_of(args: argparse.Namespace) -> dict:
 
 
 def _frame_count(bag: BagInput, options: dict) -> int:
-    """Frames in the bag, from its index (0 where it cannot be read: its task will say why)."""
+    """Frames in the bag, from its index, the bag opened once (0 where it cannot be read: its task will
+    say why)."""
     try:
         from rosbags.rosbag2 import Reader
 
-        topic = frames_topic(options, readable_topics(bag.path), bag.path)
         with Reader(bag.path) as reader:
-            return sum(c.msgcount for c in reader.connections if c.topic == topic)
+            connections = reader.connections
+        topic = frames_topic(options, {c.topic: c.msgtype for c in connections}, bag.path)
+        return sum(c.msgcount for c in connections if c.topic == topic)
     except Exception:  # noqa: BLE001 - counted for the progress bar only
         return 0
 
