@@ -299,3 +299,12 @@ def test_a_ray_task_no_node_can_take_is_refused(capsys: pytest.CaptureFixture) -
         _check_resources(nodes, 4, 2, cluster=False)
     _check_resources(nodes, 4, 2, cluster=True)
     assert "the tasks wait for the cluster to grow" in capsys.readouterr().err
+
+
+def test_the_progress_bar_counts_the_frames_of_each_bag_from_its_index(fleet: Path) -> None:
+    from gradunc_ros.fleet.inputs import BagInput
+    from gradunc_ros.fleet.run import _frame_count
+
+    options = {"recorded": False, "topic": CAMERA}
+    counts = {name: _frame_count(BagInput(fleet / name, ""), options) for name in ("a", "b", "c", "corrupt")}
+    assert counts == {"a": 3, "b": 3, "c": 3, "corrupt": 0}  # c: its /compressed form; corrupt: unreadable

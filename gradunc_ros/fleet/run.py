@@ -59,7 +59,7 @@ def _frame_count(bag: BagInput, options: dict) -> int:
         from rosbags.rosbag2 import Reader
 
         with Reader(bag.path) as reader:
-            connections = reader.connections
+            connections = list(reader.connections)  # a copy: the reader empties its own on closing
         topic = frames_topic(options, {c.topic: c.msgtype for c in connections}, bag.path)
         return sum(c.msgcount for c in connections if c.topic == topic)
     except Exception:  # noqa: BLE001 - counted for the progress bar only
