@@ -92,11 +92,10 @@ def test_overloaded_every_camera_gets_about_the_same_share(overloaded_node, moni
     spin_until(monitor.node, lambda: False, 2.0)  # the node finishes its last pass and reports
     shares = _shares(monitor, topics, before)
     assert max(shares.values()) < 0.9, f"not overloaded: {shares}"
-    # Within a quarter of the largest share.  The scheduler itself is held to a tenth on a simulated clock
-    # (test_streams_scheduler.py); over DDS on the busy CI machine three cameras at 5, 5 and 10 Hz got
-    # 0.63 / 0.63 / 0.56 and 0.41 / 0.40 / 0.34 (12 and 17 % apart), where taking every waiting frame, the
-    # rule it replaced, gives 0.5 / 0.5 / 0.25 in the same simulation: 50 % apart.
-    assert max(shares.values()) - min(shares.values()) <= 0.25 * max(shares.values()), (shares, monitor.latest)
+    # Within a tenth of the largest share.  Before the scheduler's window was the same span of time for
+    # every camera, the busy CI machine gave 0.41 / 0.40 / 0.34 here (17 % apart); taking every waiting frame,
+    # the rule it replaced, gives 0.5 / 0.5 / 0.25 in the same simulation (test_streams_scheduler.py).
+    assert max(shares.values()) - min(shares.values()) <= 0.1 * max(shares.values()), (shares, monitor.latest)
     for topic in topics:  # per camera on /diagnostics: drops and latency
         values = monitor.counts(topic)
         assert values["dropped"] > 0 and values["latency_p50_ms"] > 0 and 0 < values["served_share"] < 1
