@@ -60,7 +60,9 @@ def _node(context) -> list:
     depth = LaunchConfiguration("depth_topics").perform(context)
     if depth:
         depth = yaml.safe_load(depth)
-        overrides["depth_topics"] = [depth] if isinstance(depth, str) else [str(t or "") for t in depth]
+        depth = [depth] if isinstance(depth, str) else [str(t or "") for t in depth or []]
+        # "[]": no depth for any camera; an empty list has no type a parameter file can carry, so one '' each
+        overrides["depth_topics"] = depth or [""] * len(overrides["image_topics"])
     semantic = LaunchConfiguration("publish_semantic").perform(context)
     if semantic:
         overrides["publish_semantic"] = semantic.lower() in ("true", "1", "yes")

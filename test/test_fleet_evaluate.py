@@ -268,7 +268,8 @@ def test_a_stalled_task_is_stopped_and_its_bag_failed(fleet: Path, tmp_path: Pat
     run = _bag(str(fleet / "a"), "--model", "byom_models:hanging_factory", "--model-path", test_folder, "--workers",
                "2", "--stall-after", "3", "--no-progress", "--out", str(tmp_path / "out"), timeout=120)  # fmt: skip
     assert run.returncode == 1 and time.monotonic() - started < 60, run.stderr
-    assert "no new frame for 3 s: its task was stopped" in run.stderr.strip().splitlines()[-1], run.stderr
+    stalled = "no sign of life (frame, label, metric chunk) for 3 s: its task was stopped"
+    assert stalled in run.stderr.strip().splitlines()[-1], run.stderr
     assert not [p for p in _worker_pids(tmp_path / "out") if Path(f"/proc/{p}").exists()]
 
 

@@ -85,6 +85,26 @@ def test_the_obstacle_cloud_round_trips() -> None:
     assert back["z"][0, 1] == 4.0 and back["score"][0, 0] == 7.5 and back["label"][0, 1] == 65535
 
 
+def test_a_rectified_cameras_points_come_from_p_as_depth_image_proc_takes_them() -> None:
+    """image_geometry's fx(), cx(), ... (and so depth_image_proc) read the projection matrix P, the rectified
+    image's intrinsics; K, those of the raw image, differ from them after rectification.  A box 1 m away
+    seen through P's intrinsics lands where it is only when P is used; a driver filling K alone still works."""
+    k = [48.0, 0.0, 30.0, 0.0, 52.0, 25.0, 0.0, 0.0, 1.0]  # the raw, distorted image's camera matrix
+    p = [CAMERA.fx, 0.0, CAMERA.cx, 0.0, 0.0, CAMERA.fy, CAMERA.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    rectified = Intrinsics.from_camera_info(SimpleNamespace(k=k, p=p, width=WIDTH, height=HEIGHT))
+    assert rectified == CAMERA
+    raw, mask = _scene("16UC1")
+    depth = depth_in_metres(raw, "16UC1")
+    rows, cols = np.nonzero((mask > 0) & (raw > 0))
+    labels = np.zeros(mask.shape, np.uint8)
+    points = project_masked(depth, mask, np.zeros(mask.shape, np.float32), labels, rectified)
+    assert np.abs(points.xyz - _truth(rows, cols, 1.0)).max() < 0.01
+    from_k = project_masked(depth, mask, np.zeros(mask.shape, np.float32), labels, Intrinsics(48, 52, 30, 25, 64, 48))
+    assert np.abs(from_k.xyz - _truth(rows, cols, 1.0)).max() > 0.02  # K would have put the box elsewhere
+    only_k = Intrinsics.from_camera_info(SimpleNamespace(k=k, p=[0.0] * 12, width=WIDTH, height=HEIGHT))
+    assert (only_k.fx, only_k.fy, only_k.cx, only_k.cy) == (48.0, 52.0, 30.0, 25.0)
+
+
 def test_refused_inputs_say_why() -> None:
     with pytest.raises(GeometryError, match="REP 118"):
         depth_in_metres(np.zeros((2, 2), np.uint8), "mono8")

@@ -114,6 +114,21 @@ def test_a_stock_depth_camera_gives_points_where_the_scene_is(listener, ros_env,
     assert set(np.frombuffer(bytes(sure.data), np.uint8)) == {255}  # ood, with a threshold of -1e30: sure
 
 
+def test_the_class_map_names_the_extra_class_ood_that_semantic_labels_carry(listener) -> None:
+    """The semantic layer reads class ids from the label image and their names from the class map: the OoD
+    pixels' id (the model's class count, 9 for the ERFNet here) is named "ood"."""
+    from std_msgs.msg import String
+
+    from gradunc_ros.ros.publishing import LATCHED
+
+    got: list = []
+    listener["node"].create_subscription(String, "/depth_cam/gradunc/class_map", got.append, LATCHED)
+    assert spin_until(listener["node"], lambda: bool(got), 20), "no latched class_map"
+    classes = json.loads(got[-1].data)["classes"]
+    assert [c["id"] for c in classes] == list(range(10)) and classes[9]["name"] == "ood"
+    assert "ood" not in [c["name"] for c in classes[:9]]
+
+
 class BadCamera:
     """Frames, depth and camera_info on /bad_cam from this process, reliable."""
 
@@ -193,4 +208,6 @@ def test_depth_that_never_matches_is_counted_and_warned(listener, depth_node) ->
     assert spin_until(listener["node"], lambda: unmatched() >= before + 3, 30, publish=send), status.get(topic)
     warned = "no depth frame matched the last"
     assert spin_until(listener["node"], lambda: warned in status[topic]["message"], 10, publish=send), status[topic]
+    _, log = depth_node
+    assert wait_for_text(log, f"{topic}: {warned}", 10), log.read_text()[-2000:]  # and said in the log, once
     assert status[topic]["depth_matched"] > 0  # it had matched before: the warning is about the recent frames

@@ -3,9 +3,10 @@
 Each engine runs every spec's ``bag_task.evaluate_bag`` and hands each outcome to ``finished`` as it
 comes: the task's row, or, where the worker died or stalled before it could write one, a failed row
 saying how.  ``poll`` is called a few times a second meanwhile (the progress bar).  A worker that dies
-costs its own bag only; the others go on.  A task that shows no new frame for ``stall_after`` seconds
-is stopped and its bag failed (a stalled network file system, a hung decoder), so no run waits forever
-(the in-process engine excepted: a bag stuck in this process stops the run, as any stuck program).
+costs its own bag only; the others go on.  A task that shows no sign of life (no new frame, label
+parked or metric chunk merged) for ``stall_after`` seconds is stopped and its bag failed (a stalled
+network file system, a hung decoder), so no run waits forever (the in-process engine excepted: a bag
+stuck in this process stops the run, as any stuck program).
 """
 
 from __future__ import annotations
@@ -36,8 +37,11 @@ def failed_row(spec: dict, how: str) -> dict:
 
 
 def _stalled(spec: dict, seconds: float) -> dict:
-    return failed_row(spec, f"no new frame for {seconds:g} s: its task was stopped (a stalled file system or a "
-                            "hung decoder? --stall-after sets the bound)")  # fmt: skip
+    return failed_row(
+        spec,
+        f"no sign of life (frame, label, metric chunk) for {seconds:g} s: its task was stopped "
+        "(a stalled file system or a hung decoder? --stall-after sets the bound)",
+    )
 
 
 class Watch:

@@ -35,6 +35,7 @@ class StatusReporter:
         self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._large_data = uses_large_data()
         self._silent_said: dict[str, str] = {}  # camera topic -> the warning logged for its current silence
+        self._extra_said: set[str] = set()  # cameras whose obstacle warning was logged
 
     def close(self) -> None:
         self._node.destroy_publisher(self._publisher)
@@ -65,6 +66,7 @@ class StatusReporter:
                 if extra_warning:
                     status.level = DiagnosticStatus.WARN
                     status.message += f"; {extra_warning}"
+                self._say_extra(camera, extra_warning)
                 if not worker_alive:  # never expected: the worker survives failing passes
                     status.level, status.message = DiagnosticStatus.ERROR, "the inference worker has stopped"
             status.values = [KeyValue(key=k, value=f"{v:.6g}") for k, v in values.items()]
@@ -81,6 +83,16 @@ class StatusReporter:
         elif not warning and said:
             self._node.get_logger().info(f"{camera.topic}: frames arrive again")
             del self._silent_said[camera.topic]
+
+    def _say_extra(self, camera: Camera, warning: str) -> None:
+        """Log the obstacle outputs' warning (depth that does not match) when it starts and when it ends."""
+        said = camera.topic in self._extra_said
+        if warning and not said:
+            self._node.get_logger().warning(f"{camera.topic}: {warning}")
+            self._extra_said.add(camera.topic)
+        elif not warning and said:
+            self._node.get_logger().info(f"{camera.topic}: depth frames match again")
+            self._extra_said.discard(camera.topic)
 
     def log_summary(self) -> None:
         for camera in self._scheduler.cameras:
