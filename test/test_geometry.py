@@ -10,7 +10,7 @@ import pytest
 
 from gradunc_ros.geometry.cloud import obstacle_cloud, organised_cloud, read_cloud
 from gradunc_ros.geometry.depth import depth_in_metres
-from gradunc_ros.geometry.ground import footprint_pixels, ground_points
+from gradunc_ros.geometry.ground import Mount, footprint_pixels, ground_points, mount_from_transform
 from gradunc_ros.geometry.intrinsics import GeometryError, Intrinsics
 from gradunc_ros.geometry.obstacles import ObstacleSettings, confidence, frame_obstacles, semantic_labels
 from gradunc_ros.geometry.projection import project_all, project_masked
@@ -128,12 +128,53 @@ def test_footprints_on_the_ground_plane_land_where_the_ground_is(pitch_degrees: 
     truth = np.array([-height * up + d * forward + s * right for d in (3.0, 6.0, 12.0) for s in (-1.0, 0.0, 1.5)])
     cols = CAMERA.fx * truth[:, 0] / truth[:, 2] + CAMERA.cx
     rows = CAMERA.fy * truth[:, 1] / truth[:, 2] + CAMERA.cy
-    points, meets = ground_points(rows, cols, CAMERA, height, pitch)
+    points, meets = ground_points(rows, cols, CAMERA, Mount.from_pitch(height, pitch))
     assert meets.all() and np.abs(points - truth).max() < 0.01
-    lifted, _ = ground_points(rows, cols, CAMERA, height, pitch, obstacle_height=0.3)
+    lifted, _ = ground_points(rows, cols, CAMERA, Mount.from_pitch(height, pitch), obstacle_height=0.3)
     assert np.allclose((lifted - points) @ up, 0.3, atol=1e-5)
-    _, meets = ground_points(np.array([0.0]), np.array([30.0]), CAMERA, height, 0.0)  # above the horizon
-    assert not meets.any()
+    above = ground_points(np.array([0.0]), np.array([30.0]), CAMERA, Mount.from_pitch(height, 0.0))[1]
+    assert not above.any()  # the top row, above the horizon
+
+
+def quaternion(axis: tuple[float, float, float], angle: float) -> np.ndarray:
+    """(x, y, z, w) of a rotation by ``angle`` about ``axis``."""
+    return np.array([*(np.sin(angle / 2) * np.asarray(axis, float)), np.cos(angle / 2)])
+
+
+def times(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The Hamilton product a b of (x, y, z, w) quaternions: b first, then a."""
+    (ax, ay, az, aw), (bx, by, bz, bw) = a, b
+    return np.array([aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz])  # fmt: skip
+
+
+def test_the_ground_plane_from_tf_lands_where_the_ground_is_with_roll_and_offset() -> None:
+    """A camera 1.2 m above base_footprint, 0.5 m ahead and 0.1 m left of its origin, looking down 10 degrees
+    and rolled 5: the mount from the transform tf2 would give (base_footprint into the optical frame) puts
+    footprints of ground points of known position back where they are; pitch alone would not."""
+    centre, pitch, roll = np.array([0.5, 0.1, 1.2]), math.radians(10.0), math.radians(5.0)
+    # the optical axes (x right, y down, z forward) in base_footprint (x forward, y left, z up)
+    level = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    pitch_down = np.array([[math.cos(pitch), 0, math.sin(pitch)], [0, 1, 0], [-math.sin(pitch), 0, math.cos(pitch)]])
+    rolled = np.array([[math.cos(roll), -math.sin(roll), 0], [math.sin(roll), math.cos(roll), 0], [0, 0, 1]])
+    axes = pitch_down @ level @ rolled  # columns: the optical axes in base_footprint
+    ground = np.array([[d, s, 0.0] for d in (3.0, 6.0, 12.0) for s in (-1.0, 0.0, 1.5)])
+    truth = (ground - centre) @ axes  # the ground points in the optical frame
+    cols = CAMERA.fx * truth[:, 0] / truth[:, 2] + CAMERA.cx
+    rows = CAMERA.fy * truth[:, 1] / truth[:, 2] + CAMERA.cy
+    # the same rotation as a quaternion, composed about the axes (independent of the matrices above)
+    level_q = times(quaternion((0, 0, 1), -math.pi / 2), quaternion((1, 0, 0), -math.pi / 2))
+    axes_q = times(times(quaternion((0, 1, 0), pitch), level_q), quaternion((0, 0, 1), roll))
+    into_optical = axes_q * np.array([-1, -1, -1, 1])  # the inverse rotation: base_footprint into optical
+    translation = -(centre @ axes)
+    mount = mount_from_transform(translation, into_optical)
+    assert mount.height == pytest.approx(1.2) and np.allclose(mount.up, axes.T @ [0, 0, 1])
+    points, meets = ground_points(rows, cols, CAMERA, mount)
+    assert meets.all() and np.abs(points - truth).max() < 0.01
+    unrolled, _ = ground_points(rows, cols, CAMERA, Mount.from_pitch(1.2, pitch))
+    assert np.abs(unrolled - truth).max() > 0.1  # 5 degrees of roll that height and pitch cannot say
+    with pytest.raises(GeometryError, match="not above the ground"):
+        mount_from_transform(-(np.array([0.5, 0.1, -0.2]) @ axes), into_optical)
 
 
 def test_each_components_footprint_is_its_lowest_pixel_per_column() -> None:

@@ -4,6 +4,7 @@ refused parameter updates, and start-up faults that exit non-zero with the reaso
 
 from __future__ import annotations
 
+import importlib.util
 import signal
 import sys
 from pathlib import Path
@@ -306,11 +307,14 @@ def _corrupt(tmp_path: Path) -> Path:
     [
         "missing weights", "corrupt weights", "another class count", "cuda without CUDA", "no camera topics",
         "no shipped weights", "unknown reliability", "colliding outputs", "the same camera twice",
+        "ground_frame without tf2_ros",
     ],
 )  # fmt: skip
 def test_start_up_faults_exit_non_zero_with_the_reason(case: str, ros_env, tmp_path, wrong_class_count) -> None:
     if case == "cuda without CUDA" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
+    if case == "ground_frame without tf2_ros" and importlib.util.find_spec("tf2_ros") is not None:
+        pytest.skip("tf2_ros imports here")
     parameters, reason = {
         "missing weights": ({"weights": str(tmp_path / "nowhere.safetensors")}, "does not exist"),
         "corrupt weights": ({"weights": str(_corrupt(tmp_path))}, "cannot be read"),
@@ -327,6 +331,10 @@ def test_start_up_faults_exit_non_zero_with_the_reason(case: str, ros_env, tmp_p
             "would publish on the same outputs (/cam/image_raw/gradunc/...)",
         ),
         "the same camera twice": ({"image_topics": "[/cam/image_raw, /cam/image_raw]"}, "same outputs"),
+        "ground_frame without tf2_ros": (
+            {"ground_plane": "true", "ground_frame": "base_footprint"},
+            "ground_frame 'base_footprint' needs tf2_ros, which does not import here",
+        ),
     }[case]
     log = tmp_path / "node.log"
     process = start_node(parameters, ros_env, log)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .cloud import obstacle_cloud, organised_cloud
 from .depth import depth_in_metres
-from .ground import footprint_pixels, ground_points
+from .ground import Mount, footprint_pixels, ground_points
 from .intrinsics import GeometryError, Intrinsics
 from .projection import project_all, project_masked
 
@@ -37,6 +37,7 @@ class ObstacleSettings:
     camera_height: float = 0.0
     camera_pitch: float = 0.0
     obstacle_height: float = 0.3
+    ground_frame: str = ""  # ground plane from TF (this frame to the camera's optical frame), not height/pitch
     min_area: int = 0  # ground plane: components smaller than this are left out
 
     def __post_init__(self) -> None:
@@ -46,8 +47,8 @@ class ObstacleSettings:
             raise ValueError(f"obstacle range must satisfy 0 <= min < max, got {self.min_range}, {self.max_range}")
         if self.confidence_scale <= 0:
             raise ValueError("confidence_scale must be positive")
-        if self.ground_plane and not self.camera_height > 0:
-            raise ValueError("ground_plane needs camera_height (metres above the ground) > 0")
+        if self.ground_plane and not self.ground_frame and not self.camera_height > 0:
+            raise ValueError("ground_plane needs camera_height (metres above the ground) > 0, or a ground_frame")
 
 
 def semantic_labels(labels: np.ndarray, mask: np.ndarray | None, num_classes: int) -> np.ndarray:
@@ -76,9 +77,11 @@ def frame_obstacles(
     threshold: float | None,
     num_classes: int,
     depth: tuple[np.ndarray, str] | None,
+    mount: Mount | None = None,
 ) -> dict[str, object]:
     """Output name -> cloud fields (dict) or (array, encoding) for one frame.  ``depth``: the matched depth
-    image and its encoding, or None (then the ground plane, if set)."""
+    image and its encoding, or None (then the ground plane, if set: at ``mount``, from TF, or else at the
+    settings' camera height and pitch)."""
     outputs: dict[str, object] = {}
     empty = np.zeros(prediction.labels.shape, np.uint8)
     flagged = mask if mask is not None else empty
@@ -92,9 +95,8 @@ def frame_obstacles(
     elif settings.ground_plane:
         camera.check_size(flagged.shape[1], flagged.shape[0], "the camera image")
         rows, cols = footprint_pixels(flagged, settings.min_area)
-        xyz, meets = ground_points(
-            rows, cols, camera, settings.camera_height, settings.camera_pitch, settings.obstacle_height
-        )
+        mount = mount or Mount.from_pitch(settings.camera_height, settings.camera_pitch)
+        xyz, meets = ground_points(rows, cols, camera, mount, settings.obstacle_height)
         rows, cols = rows[meets], cols[meets]
         # the range limits as for depth, on the optical z: rays just below the horizon meet the ground far away
         near = (xyz[:, 2] >= settings.min_range) & (xyz[:, 2] <= settings.max_range)

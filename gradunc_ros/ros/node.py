@@ -166,7 +166,7 @@ class GraduncNode(LifecycleNode):
             max_range=float(value("obstacle_max_range")), semantic=bool(value("publish_semantic")),
             confidence_scale=float(value("confidence_scale")), ground_plane=bool(value("ground_plane")),
             camera_height=float(value("camera_height")), camera_pitch=float(value("camera_pitch")),
-            obstacle_height=float(value("obstacle_height")),
+            obstacle_height=float(value("obstacle_height")), ground_frame=str(value("ground_frame")).strip(),
         )  # fmt: skip
         depth_topics = [topic.strip() for topic in value("depth_topics")]
         if not any(depth_topics):

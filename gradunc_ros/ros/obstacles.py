@@ -11,6 +11,8 @@ import time
 from rclpy.lifecycle import LifecycleNode
 from sensor_msgs.msg import Image, PointCloud2, PointField
 
+from ..errors import first_line
+from ..geometry.ground import Mount, mount_from_transform
 from ..geometry.intrinsics import GeometryError, Intrinsics
 from ..geometry.obstacles import ObstacleSettings, frame_obstacles
 from ..imageio import ImageDecodeError
@@ -30,6 +32,58 @@ def point_cloud(fields: dict, header) -> PointCloud2:
     message.fields = [PointField(name=n, offset=o, datatype=d, count=c) for n, o, d, c in fields["fields"]]
     message.header = header
     return message
+
+
+TF_WAIT = 0.05  # seconds the worker waits for a transform at a frame's stamp
+
+
+class TfMount:
+    """The ground plane's mount from TF: ``ground_frame`` (on the ground, z up) to each image's frame_id at
+    its stamp.  tf2_ros comes with every ROS 2 install but has no wheel; where it does not import, a
+    ground_frame is refused at start (the parameters camera_height and camera_pitch work without it)."""
+
+    def __init__(self, node, ground_frame: str, buffer=None) -> None:
+        self._frame = ground_frame
+        self._listener = None
+        if buffer is None:
+            try:
+                from tf2_ros.buffer import Buffer
+                from tf2_ros.transform_listener import TransformListener
+            except ImportError as error:
+                raise ValueError(
+                    f"ground_frame {ground_frame!r} needs tf2_ros, which does not import here ({first_line(error)}):"
+                    " install tf2_ros (ros-<distro>-tf2-ros), or leave ground_frame empty and set camera_height "
+                    "and camera_pitch"
+                ) from None
+            buffer = Buffer()
+            self._listener = TransformListener(buffer, node)
+        self._buffer = buffer
+        self._missing = False  # the last lookup failed: do not wait again until one succeeds
+
+    def close(self) -> None:
+        if self._listener is not None and hasattr(self._listener, "unregister"):
+            self._listener.unregister()
+        self._listener = None
+
+    def mount(self, header) -> Mount:
+        """The mount at the frame's stamp, or GeometryError saying which transform is missing.  Waits up to
+        TF_WAIT for a transform still to come, but not while they are missing (the worker serves every
+        camera)."""
+        from rclpy.duration import Duration
+        from rclpy.time import Time
+
+        wait = Duration(seconds=0.0 if self._missing else TF_WAIT)
+        try:
+            found = self._buffer.lookup_transform(header.frame_id, self._frame, Time.from_msg(header.stamp), wait)
+            self._missing = False
+        except Exception as error:  # noqa: BLE001 - tf2's Lookup, Connectivity and Extrapolation errors alike
+            self._missing = True
+            raise GeometryError(
+                f"no transform from ground_frame {self._frame!r} to {header.frame_id!r} at the frame's stamp "
+                f"({type(error).__name__}: {first_line(error)})"
+            ) from None
+        move, turn = found.transform.translation, found.transform.rotation
+        return mount_from_transform((move.x, move.y, move.z), (turn.x, turn.y, turn.z, turn.w))
 
 
 class ObstacleOutputs:
@@ -54,6 +108,7 @@ class ObstacleOutputs:
         self._publishers: dict[int, dict] = {}
         self._refused: dict[int, int] = {}
         self._reasons = {i: ReasonLog() for i in range(len(cameras))}  # refusals said, per camera
+        self._tf = TfMount(node, settings.ground_frame) if settings.ground_plane and settings.ground_frame else None
         for i, camera in enumerate(cameras):
             names = []
             if i in self.depth or settings.ground_plane:
@@ -76,6 +131,8 @@ class ObstacleOutputs:
         return list(self._publishers.get(self._index[id(camera)], {}))
 
     def destroy(self) -> None:
+        if self._tf is not None:
+            self._tf.close()
         for publishers in self._publishers.values():
             for publisher in publishers.values():
                 self._node.destroy_lifecycle_publisher(publisher)
@@ -105,7 +162,10 @@ class ObstacleOutputs:
                     )
                 depth = (image_array(message), message.encoding)
             camera_model = Intrinsics.from_camera_info(camera.info)
-            outputs = frame_obstacles(self._settings, camera_model, prediction, mask, threshold, num_classes, depth)
+            mount = self._tf.mount(header) if depth is None and self._tf is not None else None
+            outputs = frame_obstacles(
+                self._settings, camera_model, prediction, mask, threshold, num_classes, depth, mount
+            )
         except (GeometryError, ImageDecodeError) as error:
             self._refuse(index, camera, str(error))
             return

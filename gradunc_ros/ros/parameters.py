@@ -184,6 +184,12 @@ PARAMETERS: dict[str, ParameterSpec] = {
     "camera_pitch": ParameterSpec(
         0.0, "ground_plane: radians the camera looks down (no roll)", START_ONLY, _floats(-1.5707, 1.5707)
     ),  # fmt: skip
+    "ground_frame": ParameterSpec(
+        "",
+        "ground_plane: a frame on the ground, z up (e.g. base_footprint): the camera's height, pitch and roll from "
+        "TF to each image's frame_id at its stamp (needs tf2_ros); '': camera_height and camera_pitch",
+        START_ONLY,
+    ),
     "obstacle_height": ParameterSpec(
         0.3, "ground_plane: metres above the ground the footprint points are put", START_ONLY, _floats(0.0, 10.0)
     ),  # fmt: skip
