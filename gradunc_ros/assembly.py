@@ -96,6 +96,6 @@ def assemble(
     if not table.thresholds and "gradunc_thresholds" in loaded.metadata:  # an exported graph carries its table
         table = ThresholdTable(
             json.loads(loaded.metadata["gradunc_thresholds"]), json.loads(loaded.metadata["gradunc_thresholds_how"]),
-            loaded.weights,
+            loaded.weights, json.loads(loaded.metadata.get("gradunc_confidence_scales", "{}")),
         )  # fmt: skip
     return Assembly(loaded, pipeline, table, choose_threshold(settings, table, threshold, threshold_for))

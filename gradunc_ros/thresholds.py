@@ -35,6 +35,7 @@ class ThresholdTable:
     thresholds: dict[str, float] = field(default_factory=dict)
     how: str = ""
     source: Path | None = None
+    confidence_scales: dict[str, float] = field(default_factory=dict)  # fitted with the thresholds (optional)
 
     def get(self, settings: HeadSettings) -> float | None:
         return self.thresholds.get(settings.canonical.name)
@@ -49,11 +50,21 @@ def read_table(path: Path) -> ThresholdTable:
     """A threshold table file, or ValueError saying what is wrong with it."""
     document = yaml.safe_load(path.read_text())
     values = document.get("thresholds") if isinstance(document, dict) else None
-    if not isinstance(values, dict) or not all(
-        isinstance(v, (int, float)) and math.isfinite(v) for v in values.values()
-    ):
+    if not _finite_mapping(values):
         raise ValueError(f"{path} holds no 'thresholds' mapping of score names to finite numbers")
-    return ThresholdTable({str(k): float(v) for k, v in values.items()}, str(document.get("how", "")), path)
+    scales = document.get("confidence_scales", {}) or {}
+    if not _finite_mapping(scales) or not all(v > 0 for v in scales.values()):
+        raise ValueError(f"{path}: 'confidence_scales' must map score names to positive numbers")
+    return ThresholdTable(
+        {str(k): float(v) for k, v in values.items()}, str(document.get("how", "")), path,
+        {str(k): float(v) for k, v in scales.items()},
+    )  # fmt: skip
+
+
+def _finite_mapping(values) -> bool:
+    return isinstance(values, dict) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values.values()
+    )
 
 
 def table_for_weights(weights: Path | None) -> ThresholdTable:
@@ -63,9 +74,18 @@ def table_for_weights(weights: Path | None) -> ThresholdTable:
     return read_table(table_path(weights))
 
 
-def write_table(path: Path, thresholds: dict[str, float], how: str, model: str, weights: str) -> None:
+def write_table(
+    path: Path, thresholds: dict[str, float], how: str, model: str, weights: str,
+    confidence_scales: dict[str, float] | None = None,
+) -> None:  # fmt: skip
     document = {"model": model, "weights": weights, "how": how, "thresholds": thresholds}
-    header = "# OoD mask thresholds (mask: score > threshold), one per score setting; written by gradunc-calibrate\n"
+    if confidence_scales:
+        document["confidence_scales"] = confidence_scales
+    header = (
+        "# OoD mask thresholds (mask: score > threshold), one per score setting, and the scales of the\n"
+        "# confidence image fitted with them (P(OoD) = 1 / (1 + exp(-(score - threshold) / scale)));\n"
+        "# written by gradunc-calibrate\n"
+    )
     path.write_text(header + yaml.safe_dump(document, sort_keys=False))
 
 
@@ -76,6 +96,7 @@ class ThresholdChoice:
     value: float | None
     source: str  # "explicit", "calibrated" or "none"
     warning: str | None = None
+    confidence_scale: float | None = None  # the table's, for the score setting the threshold belongs to
 
     def mask(self, settings: MaskSettings | None = None) -> MaskSettings | None:
         """``settings`` (region of interest, minimum area; default: none) with this threshold, or None
@@ -105,10 +126,11 @@ def choose_threshold(
                 f"the explicit threshold {explicit:.6g} was calibrated for {explicit_for}, not for the running "
                 f"score {name}: the OoD mask may be far off (set threshold to NaN for the calibrated one)"
             )
-        return ThresholdChoice(explicit, "explicit", warning)
+        return ThresholdChoice(explicit, "explicit", warning, table.confidence_scales.get(explicit_for or name))
     calibrated = table.get(settings)
     if calibrated is not None:
-        return ThresholdChoice(calibrated, f"calibrated for {name}" + (f": {table.how}" if table.how else ""))
+        how = f"calibrated for {name}" + (f": {table.how}" if table.how else "")
+        return ThresholdChoice(calibrated, how, None, table.confidence_scales.get(name))
     known = f" (calibrated: {len(table.thresholds)} settings in {table.source})" if table.thresholds else ""
     return ThresholdChoice(
         None,

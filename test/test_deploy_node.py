@@ -59,5 +59,10 @@ def test_the_node_runs_an_exported_graph_on_each_cpu_runtime(backend: str, expor
     threshold = table_for_weights(loaded.weights).get(DEFAULT_SCORE)
     mask = ood_mask(expected.score, expected.labels, MaskSettings(threshold=threshold))
     assert (outputs["ood_mask"] != mask).mean() < 1e-3
+    # and with it the confidence image's calibrated scale
+    from gradunc_ros.assembly import ModelRequest, assemble
+
+    built = assemble(ModelRequest(backend=backend, weights=str(exported)), DEFAULT_SCORE)
+    assert built.threshold.confidence_scale == table_for_weights(loaded.weights).confidence_scales[DEFAULT_SCORE.name]
     text = log.read_text()
     assert f"inside the ONNX graph, {backend} float32" in text and "calibrated for pgn_uni_reference_p0.1_bias" in text

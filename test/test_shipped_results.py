@@ -33,3 +33,11 @@ def test_every_evaluated_score_has_a_calibrated_threshold_beside_the_shipped_wei
     table = table_for_weights(default_weights_path())
     assert set(RESULTS["scores"]) <= set(table.thresholds)
     assert "train" in table.how  # calibrated on train, not on the val frames the results come from
+
+
+def test_the_default_score_has_a_confidence_scale_fitted_with_its_threshold() -> None:
+    """The node's confidence image takes it (confidence_scale 0, the default); the table's scales were fitted
+    on the same train frames as its thresholds."""
+    table = table_for_weights(default_weights_path())
+    assert table.confidence_scales[DEFAULT_SCORE.name] > 0
+    assert set(table.confidence_scales) <= set(table.thresholds)

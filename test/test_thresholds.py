@@ -56,3 +56,18 @@ def test_a_table_written_beside_weights_is_read_back(tmp_path: Path) -> None:
     path.write_text("thresholds: {a: .nan}\n")
     with pytest.raises(ValueError, match="finite numbers"):
         read_table(path)
+
+
+def test_the_confidence_scales_travel_with_the_table_and_the_choice(tmp_path: Path) -> None:
+    path = table_path(tmp_path / "model.safetensors")
+    scales = {PGN.canonical.name: 0.8, ENTROPY.canonical.name: 0.05}
+    write_table(path, {PGN.canonical.name: -2.25, ENTROPY.canonical.name: 0.7}, "best F1", "erfnet", "m", scales)
+    table = read_table(path)
+    assert table.confidence_scales == scales
+    assert choose_threshold(PGN, table).confidence_scale == 0.8  # calibrated: the running score's
+    # an explicit threshold calibrated for the entropy: the entropy's scale (the score's units)
+    assert choose_threshold(PGN, table, 0.5, explicit_for=ENTROPY.canonical.name).confidence_scale == 0.05
+    assert choose_threshold(PGN, ThresholdTable({PGN.canonical.name: 1.0})).confidence_scale is None
+    path.write_text("thresholds: {a: 1.0}\nconfidence_scales: {a: -1.0}\n")
+    with pytest.raises(ValueError, match="positive numbers"):
+        read_table(path)

@@ -116,6 +116,7 @@ def metadata_of(loaded: LoadedModel, settings: HeadSettings, table: ThresholdTab
         "gradunc_last_layer": json.dumps(last),
         "gradunc_thresholds": json.dumps(table.thresholds),
         "gradunc_thresholds_how": json.dumps(table.how),
+        "gradunc_confidence_scales": json.dumps(table.confidence_scales),
         "gradunc_checked_sizes": json.dumps([list(size) for size in sizes]),
     }
 

@@ -1,8 +1,17 @@
-"""Choosing the node's OoD threshold (mask: ``score > threshold``)."""
+"""Choosing the node's OoD threshold (mask: ``score > threshold``) and the scale of its confidence image.
+
+The confidence image (``geometry/obstacles.py``) maps a score s to
+``P(OoD | s) = 1 / (1 + exp(-(s - t) / scale))`` with t the threshold, so
+that the mask (s > t) and the image agree (128 at the threshold).  The scale
+is fitted by maximum likelihood on labelled pixels (Platt's scaling with the
+centre held at the threshold): then confidence / 255 is a calibrated
+probability, as far as the calibration set speaks for the scene.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,7 +35,64 @@ def best_f1_threshold(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]
     return strictly_above(pixel_metrics(scores, labels)["best_f1_threshold"])
 
 
-def calibrate_thresholds(
+CONFIDENCE_PIXELS = 400_000  # labelled pixels per score setting the scale is fitted on, drawn evenly from every frame
+
+
+def fit_confidence_scale(scores: np.ndarray, is_ood: np.ndarray, threshold: float) -> float:
+    """The scale of ``P(OoD | s) = 1 / (1 + exp(-(s - threshold) / scale))`` of greatest likelihood for these
+    pixels (``is_ood`` 1 or True for OoD, 0 for in-distribution); ValueError when it has no finite optimum
+    (a class missing, or a score that does not rise with OoD)."""
+    s = np.asarray(scores, np.float64).ravel()
+    y = np.asarray(is_ood).ravel().astype(np.float64)
+    finite = np.isfinite(s)
+    x, y = s[finite] - threshold, y[finite]
+    if not (y.any() and (1 - y).any()):
+        raise ValueError("the confidence scale needs OoD and in-distribution pixels with finite scores")
+    if np.sum((2 * y - 1) * x) <= 0:  # the likelihood's slope at 0: the score does not rise with OoD
+        raise ValueError("the score does not rise with OoD on these pixels: no confidence scale fits")
+    beta = 1.0 / max(float(np.std(x)), 1e-12)  # the inverse scale: the log-likelihood is concave in it
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-np.clip(beta * x, -500, 500)))
+        gradient, curvature = float(np.sum((y - p) * x)), float(np.sum(p * (1 - p) * x * x))
+        if curvature <= 0:
+            break
+        step = gradient / curvature
+        while beta + step <= 0:  # stay positive: halve a step that would cross zero
+            step /= 2
+        beta += step
+        if abs(step) <= 1e-10 * beta:
+            break
+    return 1.0 / beta
+
+
+def calibration_error(p_ood: np.ndarray, is_ood: np.ndarray, bins: int = 10) -> float:
+    """The expected calibration error of predicted OoD probabilities: over ``bins`` equal-width bins of p, the
+    pixel-weighted mean of |mean p - share OoD|."""
+    p = np.asarray(p_ood, np.float64).ravel()
+    y = np.asarray(is_ood, np.float64).ravel()
+    which = np.minimum((p * bins).astype(np.int64), bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    gap = np.abs(np.bincount(which, p, bins) - np.bincount(which, y, bins))
+    return float(gap.sum() / max(counts.sum(), 1))
+
+
+def _sample_labelled(score: np.ndarray, label: np.ndarray, count: int, rng: np.random.Generator) -> tuple:
+    """Up to ``count`` of a frame's labelled pixels (label 0 or 1), drawn uniformly: (scores, is_ood)."""
+    where = np.flatnonzero(label.ravel() <= 1)
+    if where.size > count:
+        where = rng.choice(where, count, replace=False)
+    return score.ravel()[where], label.ravel()[where] == 1
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Per score setting name: the threshold and, where OoD labels were given, the confidence scale."""
+
+    thresholds: dict[str, float] = field(default_factory=dict)
+    confidence_scales: dict[str, float] = field(default_factory=dict)
+
+
+def calibrate(
     pipeline,
     dataset,
     settings: Sequence,
@@ -34,15 +100,19 @@ def calibrate_thresholds(
     max_frames: int | None = None,
     group: int = 12,
     progress: Callable = lambda items, **_: items,
-) -> dict[str, float]:
+) -> Calibration:
     """A threshold per score setting (``HeadSettings.name``): the best pixel F1 on the labelled frames, or
-    with ``target_fpr`` the lowest flagging at most that share of in-distribution pixels.  Scores are
+    with ``target_fpr`` the lowest flagging at most that share of in-distribution pixels; with the best F1
+    also the confidence scale (``fit_confidence_scale``, on CONFIDENCE_PIXELS drawn evenly) where one fits.
+    Scores are
     computed ``group`` settings at a time (one forward pass per frame and group), so that memory holds
     ``group`` score maps per frame, not one per setting."""
     from ..imageio import read_rgb
 
     frames = dataset.frames[:max_frames]
     thresholds: dict[str, float] = {}
+    scales: dict[str, float] = {}
+    per_frame = max(CONFIDENCE_PIXELS // max(len(frames), 1), 1)
     for start in range(0, len(settings), group):
         chunk = list(settings[start : start + group])
         scores: dict[str, list[np.ndarray]] = {one.name: [] for one in chunk}
@@ -56,7 +126,14 @@ def calibrate_thresholds(
         for name, maps in scores.items():
             if target_fpr is None:
                 thresholds[name] = best_f1_threshold(maps, labels)
+                rng = np.random.default_rng(0)  # the same pixels for every setting
+                drawn = [_sample_labelled(s, lab, per_frame, rng) for s, lab in zip(maps, labels, strict=True)]
+                sample = np.concatenate([d[0] for d in drawn]), np.concatenate([d[1] for d in drawn])
+                try:
+                    scales[name] = fit_confidence_scale(*sample, thresholds[name])
+                except ValueError:  # e.g. a best-F1 threshold that flags every pixel: the node falls back to 1
+                    pass
             else:
                 in_distribution = [s[lab == 0] for s, lab in zip(maps, labels, strict=True)]
                 thresholds[name] = threshold_for_false_positive_rate(in_distribution, target_fpr)
-    return thresholds
+    return Calibration(thresholds, scales)

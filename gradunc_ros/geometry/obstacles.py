@@ -7,10 +7,11 @@
   ``semantic_labels`` and ``confidence`` at the same decimation, for Nav2's semantic segmentation layer;
 - ``semantic_labels``: the class ids with OoD pixels set to one extra class, ``ood`` (id = class count);
 - ``confidence``: mono8, the confidence in each pixel's label of ``semantic_labels``.  With the node's OoD
-  threshold t (calibrated, or the one set) and ``c = 255 / (1 + exp((score - t) / confidence_scale))``
-  (128 at the threshold, towards 255 where the score says in-distribution), a pixel labelled with one of
-  the model's classes gets c and a pixel labelled ``ood`` gets 255 - c.  ``confidence_scale`` is in the
-  score's units (a log gradient norm for the gradient scores).
+  threshold t (calibrated, or the one set) and ``c = 255 / (1 + exp((score - t) / scale))`` (128 at the
+  threshold, towards 255 where the score says in-distribution), a pixel labelled with one of the model's
+  classes gets c and a pixel labelled ``ood`` gets 255 - c.  The scale is in the score's units: the one
+  ``gradunc-calibrate`` fitted beside the threshold (then c / 255 is the calibration set's P(in-distribution
+  | score), ``evaluation/calibration.py``), or ``confidence_scale`` where that is set (> 0), else 1.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class ObstacleSettings:
     min_range: float = 0.3
     max_range: float = 10.0
     semantic: bool = False  # points, semantic_labels and confidence as well
-    confidence_scale: float = 1.0
+    confidence_scale: float = 0.0  # 0: the calibrated scale of the running score (else 1)
     ground_plane: bool = False  # without depth: footprints on the ground plane
     camera_height: float = 0.0
     camera_pitch: float = 0.0
@@ -45,8 +46,8 @@ class ObstacleSettings:
             raise ValueError(f"obstacle_decimation must be at least 1, got {self.decimation}")
         if not 0 <= self.min_range < self.max_range:
             raise ValueError(f"obstacle range must satisfy 0 <= min < max, got {self.min_range}, {self.max_range}")
-        if self.confidence_scale <= 0:
-            raise ValueError("confidence_scale must be positive")
+        if self.confidence_scale < 0:
+            raise ValueError("confidence_scale must be positive, or 0 for the calibrated one")
         if self.ground_plane and not self.ground_frame and not self.camera_height > 0:
             raise ValueError("ground_plane needs camera_height (metres above the ground) > 0, or a ground_frame")
 
@@ -78,10 +79,11 @@ def frame_obstacles(
     num_classes: int,
     depth: tuple[np.ndarray, str] | None,
     mount: Mount | None = None,
+    calibrated_scale: float | None = None,
 ) -> dict[str, object]:
     """Output name -> cloud fields (dict) or (array, encoding) for one frame.  ``depth``: the matched depth
     image and its encoding, or None (then the ground plane, if set: at ``mount``, from TF, or else at the
-    settings' camera height and pitch)."""
+    settings' camera height and pitch); ``calibrated_scale``: the confidence scale fitted with the threshold."""
     outputs: dict[str, object] = {}
     empty = np.zeros(prediction.labels.shape, np.uint8)
     flagged = mask if mask is not None else empty
@@ -108,7 +110,8 @@ def frame_obstacles(
         outputs["semantic_labels"] = (labels, "mono8" if labels.dtype == np.uint8 else "mono16")
         if threshold is not None:
             score = prediction.score[::step, ::step]
-            outputs["confidence"] = (confidence(score, threshold, settings.confidence_scale, kept_mask), "mono8")
+            scale = settings.confidence_scale or calibrated_scale or 1.0
+            outputs["confidence"] = (confidence(score, threshold, scale, kept_mask), "mono8")
     return outputs
 
 

@@ -300,7 +300,9 @@ class GraduncNode(LifecycleNode):
         outputs = publish_frame(camera, header, image, prediction, settings, threshold, loaded)
         mask = outputs["ood_mask"][0] if "ood_mask" in outputs else None
         if obstacles is not None:  # None only after cleanup, for a worker that did not stop in time
-            obstacles.publish(camera, header, prediction, mask, threshold.value, len(loaded.class_names))
+            obstacles.publish(
+                camera, header, prediction, mask, threshold.value, len(loaded.class_names), threshold.confidence_scale
+            )
         now = self.get_clock().now().nanoseconds
         stamp = stamp_ns(header)
         with self._scheduler.lock:

@@ -142,9 +142,12 @@ class ObstacleOutputs:
         with self._lock:
             self._frames[self._index[id(camera)]].put(message)
 
-    def publish(self, camera: Camera, header, prediction, mask, threshold: float | None, num_classes: int) -> None:
+    def publish(
+        self, camera: Camera, header, prediction, mask, threshold: float | None, num_classes: int,
+        calibrated_scale: float | None = None,
+    ) -> None:  # fmt: skip
         """The obstacle outputs of one processed frame; input they cannot use is counted and said once per
-        kind of reason."""
+        kind of reason.  ``calibrated_scale``: the confidence scale fitted with the threshold, if any."""
         index = self._index[id(camera)]
         publishers = self._publishers.get(index)
         if not publishers:
@@ -164,7 +167,7 @@ class ObstacleOutputs:
             camera_model = Intrinsics.from_camera_info(camera.info)
             mount = self._tf.mount(header) if depth is None and self._tf is not None else None
             outputs = frame_obstacles(
-                self._settings, camera_model, prediction, mask, threshold, num_classes, depth, mount
+                self._settings, camera_model, prediction, mask, threshold, num_classes, depth, mount, calibrated_scale
             )
         except (GeometryError, ImageDecodeError) as error:
             self._refuse(index, camera, str(error))

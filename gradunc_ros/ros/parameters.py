@@ -168,10 +168,12 @@ PARAMETERS: dict[str, ParameterSpec] = {
         START_ONLY,
     ),
     "confidence_scale": ParameterSpec(
-        1.0,
-        "confidence = 255 / (1 + exp((score - threshold) / confidence_scale)), in the score's units",
+        0.0,
+        "confidence = 255 / (1 + exp((score - threshold) / scale)), scale in the score's units: 0 takes the one "
+        "gradunc-calibrate fitted beside the running score's threshold (then confidence / 255 is a calibrated "
+        "probability), or 1 where there is none",
         START_ONLY,
-        _floats(1e-6, 1e6),
+        _floats(0.0, 1e6),
     ),  # fmt: skip
     "ground_plane": ParameterSpec(
         False,

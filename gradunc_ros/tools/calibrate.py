@@ -2,7 +2,8 @@
 
 Two ways: --target-fpr F uses in-distribution pixels only (no OoD labels
 needed: the threshold flags at most F of them), --best-f1 uses a labelled
-set (the pixel-level best-F1 threshold).  The mask is score > threshold.
+set (the pixel-level best-F1 threshold, and the scale of the node's
+confidence image fitted to the same labels).  The mask is score > threshold.
 
 With --table it calibrates every score setting at once (the --scores x --ps x
 --modes x --resolutions x --gradients-of) and writes a threshold table; saved beside the
@@ -19,7 +20,7 @@ from dataclasses import asdict
 import yaml
 from tqdm import tqdm
 
-from gradunc_ros.evaluation.calibration import calibrate_thresholds
+from gradunc_ros.evaluation.calibration import calibrate
 from gradunc_ros.evaluation.datasets import DATASET_KINDS, read_ood_dataset
 from gradunc_ros.streams.topics import PARAMETER_FILE_KEY
 from gradunc_ros.tools.common import (
@@ -81,16 +82,22 @@ def run(args: argparse.Namespace) -> int:
     how = (
         "best pixel F1" if args.best_f1 else f"at most {args.target_fpr:g} of in-distribution pixels flagged"
     ) + f", {frames} frames of {dataset.name}"
-    thresholds = calibrate_thresholds(
+    found = calibrate(
         pipeline, dataset, wanted, args.target_fpr, args.max_frames, progress=lambda items, **kw: tqdm(items, **kw)
     )
+    thresholds, scales = found.thresholds, found.confidence_scales
     if args.table:
-        write_table(args.out, thresholds, how, loaded.name, str(loaded.weights.name if loaded.weights else ""))
-        print(f"{len(thresholds)} thresholds ({how}); wrote {args.out}")
+        weights = str(loaded.weights.name if loaded.weights else "")
+        write_table(args.out, thresholds, how, loaded.name, weights, scales)
+        unfitted = len(thresholds) - len(scales)
+        fitted = f" and {len(scales)} confidence scales" + (f" (none fits the other {unfitted})" if unfitted else "")
+        print(f"{len(thresholds)} thresholds{fitted} ({how}); wrote {args.out}")
         return 0
     settings = wanted[0]
     threshold = thresholds[settings.name]
     params = {**asdict(settings), "threshold": threshold, "threshold_score": settings.name}
+    if settings.name in scales:  # the confidence image's scale, fitted with the threshold
+        params["confidence_scale"] = scales[settings.name]
     comment = f"# gradunc-calibrate: {how}\n"
     args.out.write_text(comment + yaml.safe_dump({PARAMETER_FILE_KEY: {"ros__parameters": params}}, sort_keys=False))
     print(f"threshold {threshold:.6g} ({how}); wrote {args.out}")
