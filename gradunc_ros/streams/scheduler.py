@@ -38,7 +38,8 @@ of the cameras beside it for as long as its window holds them (SHARE_WINDOW).
 
 Frames lost in a burst (``Camera.take_frame``: replaced right after they
 came, the transport having held them up) do not lower a share: no choice of
-the worker's could have saved them, and holding the other cameras back for
+camera could have saved them (only a queue could, by inferring a frame its
+successor has already replaced, late), and holding the other cameras back for
 them only makes every camera lose more.  Measured with two reliable 480x360
 cameras published from one process at 5 Hz, whose first camera's frames the
 stock transports deliver in bunches: counting bunched losses, the node
