@@ -8,12 +8,11 @@ pipeline and picks the threshold by the rule of ``thresholds.py``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from .models import LoadedModel, load_model
 from .pipeline import SegmentationPipeline
-from .thresholds import ThresholdChoice, ThresholdTable, choose_threshold, table_for_weights
+from .thresholds import ThresholdChoice, ThresholdTable, choose_threshold, table_for_weights, table_from_metadata
 from .uncertainty import DEFAULT_SCORE, HeadSettings
 
 
@@ -94,8 +93,5 @@ def assemble(
     )  # fmt: skip
     table = table_for_weights(loaded.weights)
     if not table.thresholds and "gradunc_thresholds" in loaded.metadata:  # an exported graph carries its table
-        table = ThresholdTable(
-            json.loads(loaded.metadata["gradunc_thresholds"]), json.loads(loaded.metadata["gradunc_thresholds_how"]),
-            loaded.weights, json.loads(loaded.metadata.get("gradunc_confidence_scales", "{}")),
-        )  # fmt: skip
+        table = table_from_metadata(loaded.metadata, loaded.weights)
     return Assembly(loaded, pipeline, table, choose_threshold(settings, table, threshold, threshold_for))

@@ -16,6 +16,7 @@ written by ``gradunc-calibrate --table``), one per score setting
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,14 +50,26 @@ def table_path(weights: Path) -> Path:
 def read_table(path: Path) -> ThresholdTable:
     """A threshold table file, or ValueError saying what is wrong with it."""
     document = yaml.safe_load(path.read_text())
-    values = document.get("thresholds") if isinstance(document, dict) else None
+    return _table(document if isinstance(document, dict) else {}, path, str(path))
+
+
+def table_from_metadata(metadata: dict[str, str], source: Path | None) -> ThresholdTable:
+    """The table an exported graph carries in its metadata (JSON values), checked as a file's is."""
+    document = {key: json.loads(metadata[f"gradunc_{name}"]) for key, name in
+                (("thresholds", "thresholds"), ("how", "thresholds_how"), ("confidence_scales", "confidence_scales"))
+                if f"gradunc_{name}" in metadata}  # fmt: skip
+    return _table(document, source, f"{source}'s metadata")
+
+
+def _table(document: dict, source: Path | None, where: str) -> ThresholdTable:
+    values = document.get("thresholds")
     if not _finite_mapping(values):
-        raise ValueError(f"{path} holds no 'thresholds' mapping of score names to finite numbers")
+        raise ValueError(f"{where} holds no 'thresholds' mapping of score names to finite numbers")
     scales = document.get("confidence_scales", {}) or {}
     if not _finite_mapping(scales) or not all(v > 0 for v in scales.values()):
-        raise ValueError(f"{path}: 'confidence_scales' must map score names to positive numbers")
+        raise ValueError(f"{where}: 'confidence_scales' must map score names to positive numbers")
     return ThresholdTable(
-        {str(k): float(v) for k, v in values.items()}, str(document.get("how", "")), path,
+        {str(k): float(v) for k, v in values.items()}, str(document.get("how", "")), source,
         {str(k): float(v) for k, v in scales.items()},
     )  # fmt: skip
 

@@ -38,6 +38,21 @@ def test_non_finite_scores_are_left_out_and_hopeless_sets_refused() -> None:
         fit_confidence_scale(scores, np.zeros(scores.shape, bool), 0.0)
     with pytest.raises(ValueError, match="does not rise with OoD"):
         fit_confidence_scale(-scores, is_ood, 0.0)
+    with pytest.raises(ValueError, match="as a step"):  # separated at the threshold: no finite optimum
+        fit_confidence_scale(scores, scores > 0.0, 0.0)
+
+
+def test_a_score_that_varies_in_float32_rounding_steps_only_gets_no_scale() -> None:
+    """A near-constant score (one of the shipped table's pgn_uni settings: its fit gave 1.0e-8 at a threshold
+    of -0.118, 1.4 float32 steps) says nothing a confidence image could show: refused, not fitted."""
+    threshold = -0.11778
+    step = float(np.spacing(np.float32(0.11778)))
+    unit, is_ood = _pixels(1.0, threshold=0.0)  # P(OoD) the logistic of the unit score
+    scores = threshold + np.round(unit * 1.5) * step  # the scale 1.5 float32 steps, at float32 resolution
+    with pytest.raises(ValueError, match="float32 rounding steps"):
+        fit_confidence_scale(scores, is_ood, threshold)
+    wide = threshold + unit * 0.05  # the same shape well above rounding
+    assert fit_confidence_scale(wide, is_ood, threshold) == pytest.approx(0.05, rel=0.05)
 
 
 def test_the_confidence_image_takes_the_calibrated_scale_unless_one_is_set() -> None:

@@ -71,3 +71,18 @@ def test_the_confidence_scales_travel_with_the_table_and_the_choice(tmp_path: Pa
     path.write_text("thresholds: {a: 1.0}\nconfidence_scales: {a: -1.0}\n")
     with pytest.raises(ValueError, match="positive numbers"):
         read_table(path)
+
+
+def test_a_graphs_metadata_table_is_checked_as_a_file_is(tmp_path: Path) -> None:
+    import json
+
+    from gradunc_ros.thresholds import table_from_metadata
+
+    good = {"gradunc_thresholds": json.dumps({"a": 1.0}), "gradunc_thresholds_how": json.dumps("best F1"),
+            "gradunc_confidence_scales": json.dumps({"a": 0.5})}  # fmt: skip
+    table = table_from_metadata(good, tmp_path / "m.onnx")
+    assert (table.thresholds, table.how, table.confidence_scales) == ({"a": 1.0}, "best F1", {"a": 0.5})
+    older = {k: v for k, v in good.items() if k != "gradunc_confidence_scales"}  # exported before the scales
+    assert table_from_metadata(older, None).confidence_scales == {}
+    with pytest.raises(ValueError, match="positive numbers"):
+        table_from_metadata({**good, "gradunc_confidence_scales": json.dumps({"a": 0.0})}, None)

@@ -35,34 +35,54 @@ def best_f1_threshold(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]
     return strictly_above(pixel_metrics(scores, labels)["best_f1_threshold"])
 
 
+FLOAT32_STEPS = 64  # a scale within this many float32 steps of the threshold is rounding, not a slope
 CONFIDENCE_PIXELS = 400_000  # labelled pixels per score setting the scale is fitted on, drawn evenly from every frame
 
 
 def fit_confidence_scale(scores: np.ndarray, is_ood: np.ndarray, threshold: float) -> float:
     """The scale of ``P(OoD | s) = 1 / (1 + exp(-(s - threshold) / scale))`` of greatest likelihood for these
-    pixels (``is_ood`` 1 or True for OoD, 0 for in-distribution); ValueError when it has no finite optimum
-    (a class missing, or a score that does not rise with OoD)."""
+    pixels (``is_ood`` 1 or True for OoD, 0 for in-distribution); ValueError when it has no finite optimum:
+    a class missing, a score that does not rise with OoD, pixels that change class at the threshold as a
+    step (the likelihood grows without bound as the scale shrinks), or a score that varies around the
+    threshold only in float32 rounding steps (a scale of a few of them: seen, 1e-8 at -0.118)."""
     s = np.asarray(scores, np.float64).ravel()
     y = np.asarray(is_ood).ravel().astype(np.float64)
-    finite = np.isfinite(s)
-    x, y = s[finite] - threshold, y[finite]
-    if not (y.any() and (1 - y).any()):
+    keep = np.isfinite(s)
+    x, sign = s[keep] - threshold, 2 * y[keep] - 1
+    if not ((sign > 0).any() and (sign < 0).any()):
         raise ValueError("the confidence scale needs OoD and in-distribution pixels with finite scores")
-    if np.sum((2 * y - 1) * x) <= 0:  # the likelihood's slope at 0: the score does not rise with OoD
+    if np.sum(sign * x) <= 0:  # the log-likelihood's slope at 0: the score does not rise with OoD
         raise ValueError("the score does not rise with OoD on these pixels: no confidence scale fits")
-    beta = 1.0 / max(float(np.std(x)), 1e-12)  # the inverse scale: the log-likelihood is concave in it
+
+    def log_likelihood(beta: float) -> float:
+        return -float(np.sum(np.logaddexp(0.0, -sign * beta * x)))
+
+    spread = float(np.std(x))
+    beta = 1.0 / spread  # the inverse scale: the log-likelihood is concave in it, so Newton with a line search
     for _ in range(100):
-        p = 1.0 / (1.0 + np.exp(-np.clip(beta * x, -500, 500)))
-        gradient, curvature = float(np.sum((y - p) * x)), float(np.sum(p * (1 - p) * x * x))
+        p = 1.0 / (1.0 + np.exp(-np.clip(sign * beta * x, -500, 500)))  # the probability of the pixel's class
+        gradient, curvature = float(np.sum((1 - p) * sign * x)), float(np.sum(p * (1 - p) * x * x))
         if curvature <= 0:
             break
-        step = gradient / curvature
-        while beta + step <= 0:  # stay positive: halve a step that would cross zero
+        step, before = gradient / curvature, log_likelihood(beta)
+        while beta + step <= 0 or log_likelihood(beta + step) < before:  # halve a step that overshoots
             step /= 2
+            if abs(step) <= 1e-12 * beta:
+                break
         beta += step
-        if abs(step) <= 1e-10 * beta:
-            break
-    return 1.0 / beta
+        if abs(gradient) <= 1e-9 * curvature * beta:  # the Newton step is a billionth of beta: converged
+            if 1.0 / beta < 1e-3 * spread:
+                break  # an optimum so sharp the pixels are as good as separated
+            if 1.0 / beta < FLOAT32_STEPS * float(np.spacing(np.float32(abs(threshold)))):
+                raise ValueError(
+                    "the score changes around the threshold in float32 rounding steps only: no confidence scale "
+                    f"fits (the optimum {1.0 / beta:.3g} is within {FLOAT32_STEPS} of them)"
+                )
+            return 1.0 / beta
+    raise ValueError(
+        "the pixels change class at the threshold as a step (no finite confidence scale: the likelihood grows "
+        "as the scale shrinks)"
+    )
 
 
 def calibration_error(p_ood: np.ndarray, is_ood: np.ndarray, bins: int = 10) -> float:

@@ -35,7 +35,7 @@ class StatusReporter:
         self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._large_data = uses_large_data()
         self._silent_said: dict[str, str] = {}  # camera topic -> the warning logged for its current silence
-        self._extra_said: set[str] = set()  # cameras whose obstacle warning was logged
+        self._extra_said: dict[str, float] = {}  # camera -> depth frames matched when its warning was logged
 
     def close(self) -> None:
         self._node.destroy_publisher(self._publisher)
@@ -66,7 +66,7 @@ class StatusReporter:
                 if extra_warning:
                     status.level = DiagnosticStatus.WARN
                     status.message += f"; {extra_warning}"
-                self._say_extra(camera, extra_warning)
+                self._say_extra(camera, extra_warning, values.get("depth_matched", 0.0))
                 if not worker_alive:  # never expected: the worker survives failing passes
                     status.level, status.message = DiagnosticStatus.ERROR, "the inference worker has stopped"
             status.values = [KeyValue(key=k, value=f"{v:.6g}") for k, v in values.items()]
@@ -84,15 +84,16 @@ class StatusReporter:
             self._node.get_logger().info(f"{camera.topic}: frames arrive again")
             del self._silent_said[camera.topic]
 
-    def _say_extra(self, camera: Camera, warning: str) -> None:
-        """Log the obstacle outputs' warning (depth that does not match) when it starts and when it ends."""
-        said = camera.topic in self._extra_said
-        if warning and not said:
+    def _say_extra(self, camera: Camera, warning: str, matched: float) -> None:
+        """Log the obstacle outputs' warning (depth that does not match) when it starts, and when depth frames
+        match again (``matched``: the camera's depth frames matched so far)."""
+        said = self._extra_said.get(camera.topic)
+        if warning and said is None:
             self._node.get_logger().warning(f"{camera.topic}: {warning}")
-            self._extra_said.add(camera.topic)
-        elif not warning and said:
+            self._extra_said[camera.topic] = matched
+        elif not warning and said is not None and matched > said:  # not merely silent: matching again
             self._node.get_logger().info(f"{camera.topic}: depth frames match again")
-            self._extra_said.discard(camera.topic)
+            del self._extra_said[camera.topic]
 
     def log_summary(self) -> None:
         for camera in self._scheduler.cameras:

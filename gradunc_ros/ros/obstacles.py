@@ -6,6 +6,7 @@ frames (``streams/depth_sync.py``), wraps the arrays in messages and counts what
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from rclpy.lifecycle import LifecycleNode
@@ -35,6 +36,7 @@ def point_cloud(fields: dict, header) -> PointCloud2:
 
 
 TF_WAIT = 0.05  # seconds the worker waits for a transform at a frame's stamp
+TF_RETRY = 1.0  # seconds: while a camera's transform is missing, the worker waits for it this seldom
 
 
 class TfMount:
@@ -58,7 +60,7 @@ class TfMount:
             buffer = Buffer()
             self._listener = TransformListener(buffer, node)
         self._buffer = buffer
-        self._missing = False  # the last lookup failed: do not wait again until one succeeds
+        self._missing_since: dict[str, float] = {}  # frame_id -> when its last wait ran out (time.monotonic())
 
     def close(self) -> None:
         if self._listener is not None and hasattr(self._listener, "unregister"):
@@ -67,20 +69,25 @@ class TfMount:
 
     def mount(self, header) -> Mount:
         """The mount at the frame's stamp, or GeometryError saying which transform is missing.  Waits up to
-        TF_WAIT for a transform still to come, but not while they are missing (the worker serves every
-        camera)."""
+        TF_WAIT for a transform still to come; while one camera's is missing, only once per TF_RETRY (the
+        worker serves every camera), and the other cameras' waits are their own."""
         from rclpy.duration import Duration
         from rclpy.time import Time
 
-        wait = Duration(seconds=0.0 if self._missing else TF_WAIT)
+        frame, now = header.frame_id, time.monotonic()
+        missing_since = self._missing_since.get(frame)
+        wait = TF_WAIT if missing_since is None or now - missing_since >= TF_RETRY else 0.0
         try:
-            found = self._buffer.lookup_transform(header.frame_id, self._frame, Time.from_msg(header.stamp), wait)
-            self._missing = False
+            found = self._buffer.lookup_transform(
+                frame, self._frame, Time.from_msg(header.stamp), Duration(seconds=wait)
+            )
+            self._missing_since.pop(frame, None)
         except Exception as error:  # noqa: BLE001 - tf2's Lookup, Connectivity and Extrapolation errors alike
-            self._missing = True
-            raise GeometryError(
-                f"no transform from ground_frame {self._frame!r} to {header.frame_id!r} at the frame's stamp "
-                f"({type(error).__name__}: {first_line(error)})"
+            if wait:
+                self._missing_since[frame] = now
+            raise GeometryError(  # the same words every frame (tf2's own carry times): said once
+                f"no transform from ground_frame {self._frame!r} to {frame!r} at the frame's stamp "
+                f"({type(error).__name__}; the ground-plane obstacles of such frames are left out)"
             ) from None
         move, turn = found.transform.translation, found.transform.rotation
         return mount_from_transform((move.x, move.y, move.z), (turn.x, turn.y, turn.z, turn.w))
@@ -165,9 +172,14 @@ class ObstacleOutputs:
                     )
                 depth = (image_array(message), message.encoding)
             camera_model = Intrinsics.from_camera_info(camera.info)
-            mount = self._tf.mount(header) if depth is None and self._tf is not None else None
+            settings, mount, no_mount = self._settings, None, ""
+            if depth is None and self._tf is not None:
+                try:
+                    mount = self._tf.mount(header)
+                except GeometryError as error:  # the semantic outputs need no TF: only the obstacles go
+                    settings, no_mount = dataclasses.replace(settings, ground_plane=False), str(error)
             outputs = frame_obstacles(
-                self._settings, camera_model, prediction, mask, threshold, num_classes, depth, mount, calibrated_scale
+                settings, camera_model, prediction, mask, threshold, num_classes, depth, mount, calibrated_scale
             )
         except (GeometryError, ImageDecodeError) as error:
             self._refuse(index, camera, str(error))
@@ -176,6 +188,8 @@ class ObstacleOutputs:
             if name in publishers:
                 message = point_cloud(value, header) if name in CLOUDS else image_message(*value, header)
                 publishers[name].publish(message)
+        if no_mount:
+            self._refuse(index, camera, no_mount)
 
     def _depth_of(self, index: int, header):
         """The frame's depth frame; while none as new as the frame has come, wait up to ``wait`` for it (a

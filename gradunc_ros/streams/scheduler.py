@@ -117,13 +117,15 @@ class FrameScheduler:
         waiting = [camera for camera in self.cameras if camera.pending is not None]
         if not waiting:
             return []
-        waiting.sort(key=lambda camera: (self.served_share(camera), camera.pending_since))
-        lowest = self.served_share(waiting[0])
-        overdue = self._clock() - MAX_WAIT
+        now = self._clock()
+        share = {id(camera): self._outcomes[id(camera)].share(now) for camera in waiting}  # one instant for all
+        waiting.sort(key=lambda camera: (share[id(camera)], camera.pending_since))
+        lowest = share[id(waiting[0])]
+        overdue = now - MAX_WAIT
         return [
             camera
             for camera in waiting
-            if self.served_share(camera) <= lowest * (1 + self._margin) + 1e-9 or camera.pending_since <= overdue
+            if share[id(camera)] <= lowest * (1 + self._margin) + 1e-9 or camera.pending_since <= overdue
         ]
 
     def take(self, timeout: float = 0.5) -> list[Taken] | None:
