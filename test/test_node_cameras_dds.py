@@ -146,12 +146,18 @@ def test_a_best_effort_camera_of_large_frames_gets_a_warning_that_names_the_tran
         blind = "received best effort"
         warned = spin_until(monitor.node, lambda: blind in monitor.counts(topic).get("message", ""), 30)
         values = monitor.counts(topic)
-        if values.get("received", 0) > 0:
-            pytest.skip(f"this machine's transport delivered {values['received']:.0f} best-effort 1080p frames")
+        if not warned and values.get("received", 0) > 0:
+            pytest.skip(f"this machine's transport delivered {values['received']:.0f} best-effort 1080p frames, "
+                        "never a second apart")  # fmt: skip
         assert warned, values
-        assert values["publishers"] == 1 and "the last one was" not in values["message"]  # no frame ever came
+        assert values["publishers"] == 1
         assert "compressed images" in values["message"] and "LARGE_DATA" in values["message"]
-        assert wait_for_text(log, f"{topic}: no frames yet from 1 matched publisher, received best effort", 5)
+        if values["received"] == 0:  # no frame ever came
+            assert "the last one was" not in values["message"]
+            assert wait_for_text(log, f"{topic}: no frames yet from 1 matched publisher, received best effort", 5)
+        else:  # a few got through (2 of 80 on the CI once): the silence between them names the frame size
+            assert "the last one was 1920x1080 rgb8" in values["message"], values
+            assert wait_for_text(log, f"{topic}: no frames for", 5)
     finally:
         camera.kill()
         camera.wait(timeout=30)
