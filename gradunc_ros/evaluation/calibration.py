@@ -96,12 +96,14 @@ def calibration_error(p_ood: np.ndarray, is_ood: np.ndarray, bins: int = 10) -> 
     return float(gap.sum() / max(counts.sum(), 1))
 
 
-def _sample_labelled(score: np.ndarray, label: np.ndarray, count: int, rng: np.random.Generator) -> tuple:
-    """Up to ``count`` of a frame's labelled pixels (label 0 or 1), drawn uniformly: (scores, is_ood)."""
-    where = np.flatnonzero(label.ravel() <= 1)
-    if where.size > count:
-        where = rng.choice(where, count, replace=False)
-    return score.ravel()[where], label.ravel()[where] == 1
+def _labelled_pixels(labels: Sequence[np.ndarray], per_frame: int) -> list[np.ndarray]:
+    """Per frame, the flat indices of up to ``per_frame`` of its labelled pixels (label 0 or 1), drawn
+    uniformly (seeded: the same pixels every call)."""
+    rng, drawn = np.random.default_rng(0), []
+    for label in labels:
+        where = np.flatnonzero(label.ravel() <= 1)
+        drawn.append(rng.choice(where, per_frame, replace=False) if where.size > per_frame else where)
+    return drawn
 
 
 @dataclass(frozen=True)
@@ -124,9 +126,8 @@ def calibrate(
     """A threshold per score setting (``HeadSettings.name``): the best pixel F1 on the labelled frames, or
     with ``target_fpr`` the lowest flagging at most that share of in-distribution pixels; with the best F1
     also the confidence scale (``fit_confidence_scale``, on CONFIDENCE_PIXELS drawn evenly) where one fits.
-    Scores are
-    computed ``group`` settings at a time (one forward pass per frame and group), so that memory holds
-    ``group`` score maps per frame, not one per setting."""
+    Scores are computed ``group`` settings at a time (one forward pass per frame and group), so that memory
+    holds ``group`` score maps per frame, not one per setting."""
     from ..imageio import read_rgb
 
     frames = dataset.frames[:max_frames]
@@ -143,14 +144,15 @@ def calibrate(
             labels.append(label if label is not None else np.zeros(prediction.score.shape, np.uint8))
             for one in chunk:
                 scores[one.name].append(prediction.scores[one.name])
+        if target_fpr is None:  # the pixels the scales are fitted on: the same for every setting
+            drawn = _labelled_pixels(labels, per_frame)
+            is_ood = np.concatenate([lab.ravel()[where] == 1 for lab, where in zip(labels, drawn, strict=True)])
         for name, maps in scores.items():
             if target_fpr is None:
                 thresholds[name] = best_f1_threshold(maps, labels)
-                rng = np.random.default_rng(0)  # the same pixels for every setting
-                drawn = [_sample_labelled(s, lab, per_frame, rng) for s, lab in zip(maps, labels, strict=True)]
-                sample = np.concatenate([d[0] for d in drawn]), np.concatenate([d[1] for d in drawn])
+                sample = np.concatenate([s.ravel()[where] for s, where in zip(maps, drawn, strict=True)])
                 try:
-                    scales[name] = fit_confidence_scale(*sample, thresholds[name])
+                    scales[name] = fit_confidence_scale(sample, is_ood, thresholds[name])
                 except ValueError:  # e.g. a best-F1 threshold that flags every pixel: the node falls back to 1
                     pass
             else:

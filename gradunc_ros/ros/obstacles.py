@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode
+from rclpy.time import Time
 from sensor_msgs.msg import Image, PointCloud2, PointField
 
 from ..errors import first_line
@@ -71,9 +73,6 @@ class TfMount:
         """The mount at the frame's stamp, or GeometryError saying which transform is missing.  Waits up to
         TF_WAIT for a transform still to come; while one camera's is missing, only once per TF_RETRY (the
         worker serves every camera), and the other cameras' waits are their own."""
-        from rclpy.duration import Duration
-        from rclpy.time import Time
-
         frame, now = header.frame_id, time.monotonic()
         missing_since = self._missing_since.get(frame)
         wait = TF_WAIT if missing_since is None or now - missing_since >= TF_RETRY else 0.0
