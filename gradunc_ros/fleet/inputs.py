@@ -53,12 +53,16 @@ def find_bags(paths: Iterable[Path], skip: Path | None = None) -> list[Path]:
     return list(unique)
 
 
+def _bag_files(path: Path) -> list[Path]:
+    """A bag folder's files in name order, or the bare .mcap file itself."""
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+
+
 def content_digest(path: Path) -> str:
     """BLAKE2b of a bag's bytes: of a bag folder, every file's relative name and content in name order; of
     a bare .mcap file, its content alone (a renamed copy is the same bag)."""
     digest = hashlib.blake2b(digest_size=HASH_CHARS // 2)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
+    for file in _bag_files(path):
         if path.is_dir():
             digest.update(str(file.relative_to(path)).encode() + b"\0")
         with file.open("rb") as handle:
@@ -69,8 +73,7 @@ def content_digest(path: Path) -> str:
 
 def _identity(path: Path) -> str:
     """What must not change for a kept digest to hold: the path, and each file's name, size and mtime."""
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    stats = [(f, f.stat()) for f in files]
+    stats = [(f, f.stat()) for f in _bag_files(path)]
     names = [(str(f.relative_to(path)) if path.is_dir() else "", st.st_size, st.st_mtime_ns) for f, st in stats]
     return json.dumps([str(path), names])
 

@@ -65,6 +65,7 @@ def write_json_atomically(path: Path, value: object) -> None:
 class ResultsFolder:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._digests_written = 0.0  # time.monotonic() of the last keep_digests write
 
     def open(self, settings: dict, run: dict) -> None:
         """Create the folder, or check that an existing one holds results of these settings; then, before
@@ -102,7 +103,7 @@ class ResultsFolder:
     def keep_digests(self, digests: dict, every: float = 0.0) -> None:
         """Write the digests (with ``every``: at most that often, so a long hashing run keeps what it did)."""
         now = time.monotonic()
-        if now - getattr(self, "_digests_written", 0.0) >= every:
+        if now - self._digests_written >= every:
             write_json_atomically(self.root / DIGESTS, digests)
             self._digests_written = now
 

@@ -122,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--gpus-per-task", type=non_negative_float, help="GPUs each Ray task declares (default 0)")
     score.add_argument(
         "--stall-after", type=positive_float,
-        help="seconds without a sign of life (a new frame) after which a bag's task is stopped and the bag "
-        "failed; with --workers 2 or more, or Ray (default 600)",
+        help="seconds without a sign of life (a new frame, a label parked or a metric chunk merged) after which "
+        "a bag's task is stopped and the bag failed; with --workers 2 or more, or Ray (default 600)",
     )  # fmt: skip
     score.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     add_model_options(score)
